@@ -1,0 +1,179 @@
+"""The design brief's customer-service workflow, with deterministic handlers.
+
+classify_inquiry → route_to_specialist (CONDITIONAL) → billing | technical | shipping | general
+→ generate_response (PARALLEL drafts, joined in order) → compose_reply → quality_check
+
+Run it:  cadenza run examples/customer_service.py --input '{"inquiry": "I was charged twice for order 1234"}'
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from typing import Annotated, Any, TypedDict
+
+from cadenza import ExecutionContext, Workflow, WorkflowConfiguration
+
+
+class Draft(TypedDict):
+    part: str
+    text: str
+
+
+class SupportState(TypedDict, total=False):
+    inquiry: str
+    customer_tier: str
+    category: str
+    order_id: str | None
+    urgency: str
+    specialist: str
+    findings: Annotated[list[str], operator.add]
+    drafts: Annotated[list[Draft], operator.add]
+    reply: str
+    quality: dict[str, Any]
+    approved: bool
+
+
+workflow = Workflow(
+    "customer_service",
+    state=SupportState,
+    config=WorkflowConfiguration(timeout=60, max_parallel_steps=4, max_retries=1),
+    description="Classify an inquiry, route it to a specialist, draft and check a reply.",
+)
+
+_CATEGORIES = {
+    "billing": ("charge", "charged", "refund", "invoice", "bill", "payment"),
+    "technical": ("error", "crash", "login", "password", "bug", "app"),
+    "shipping": ("shipping", "delivery", "package", "arrive", "tracking", "where is my order"),
+}
+_URGENT = ("urgent", "asap", "immediately", "twice", "again")
+
+
+@workflow.step
+def classify_inquiry(state: SupportState) -> SupportState:
+    text = state["inquiry"].lower()
+    scores = {c: sum(w in text for w in words) for c, words in _CATEGORIES.items()}
+    category = max(scores, key=lambda c: scores[c]) if any(scores.values()) else "general"
+    order = re.search(r"\border\s*#?\s*(\d{3,})\b|\b#(\d{3,})\b", text)
+    return {
+        "category": category,
+        "order_id": next(g for g in order.groups() if g) if order else None,
+        "urgency": "high" if any(w in text for w in _URGENT) else "normal",
+    }
+
+
+@workflow.step
+def billing_specialist(state: SupportState) -> SupportState:
+    order = state.get("order_id")
+    found = [f"Billing review of order {order}" if order else "Billing review of the account"]
+    if "twice" in state["inquiry"].lower() or "double" in state["inquiry"].lower():
+        found.append("duplicate charge confirmed; the second charge is refunded in 3-5 business days")
+    else:
+        found.append("charges match the invoice; a detailed statement is attached")
+    return {"specialist": "billing", "findings": found}
+
+
+@workflow.step
+def technical_specialist(state: SupportState) -> SupportState:
+    text = state["inquiry"].lower()
+    fix = (
+        "a password reset link has been sent"
+        if "login" in text or "password" in text
+        else "updating to the latest app version fixes this error"
+    )
+    return {"specialist": "technical", "findings": [fix]}
+
+
+@workflow.step
+def shipping_specialist(state: SupportState) -> SupportState:
+    order = f"order {state['order_id']}" if state.get("order_id") else "your order"
+    return {
+        "specialist": "shipping",
+        "findings": [f"{order} left the warehouse and is expected within 2 business days"],
+    }
+
+
+@workflow.step
+def general_specialist(state: SupportState) -> SupportState:
+    return {"specialist": "general", "findings": ["a support agent will follow up within one day"]}
+
+
+workflow.conditional(
+    "route_to_specialist",
+    {
+        billing_specialist: "category == 'billing'",
+        technical_specialist: "category == 'technical'",
+        shipping_specialist: "category == 'shipping'",
+    },
+    default=general_specialist,
+)
+
+
+async def draft_greeting(state: SupportState, ctx: ExecutionContext) -> SupportState:
+    tier = state.get("customer_tier", "standard")
+    sorry = "We are sorry for the trouble" if state.get("urgency") == "high" else "Thank you for reaching out"
+    prefix = "As a valued premium customer: " if tier == "premium" else ""
+    return {"drafts": [{"part": "greeting", "text": f"{prefix}{sorry}."}]}
+
+
+async def draft_resolution(state: SupportState) -> SupportState:
+    findings = state.get("findings", [])
+    text = " ".join(f[0].upper() + f[1:] + "." for f in findings[1:] or findings)
+    return {"drafts": [{"part": "resolution", "text": text}]}
+
+
+async def draft_next_steps(state: SupportState) -> SupportState:
+    order = state.get("order_id")
+    ref = f" about order {order}" if order else ""
+    return {"drafts": [{"part": "next_steps", "text": f"Reply to this message if you have more questions{ref}."}]}
+
+
+workflow.parallel(
+    "generate_response", [draft_greeting, draft_resolution, draft_next_steps], max_concurrent=3
+)
+
+
+@workflow.step
+def compose_reply(state: SupportState) -> SupportState:
+    return {"reply": " ".join(d["text"] for d in state["drafts"])}
+
+
+@workflow.step
+def quality_check(state: SupportState) -> SupportState:
+    reply = state["reply"]
+    checks = {
+        "not_empty": bool(reply.strip()),
+        "mentions_order": state.get("order_id") is None or state["order_id"] in reply,
+        "short_enough": len(reply) <= 600,
+        "no_promises_of_compensation": "compensation" not in reply.lower(),
+    }
+    return {"quality": {"passed": all(checks.values()), "checks": checks}, "approved": all(checks.values())}
+
+
+workflow.chain(classify_inquiry, "route_to_specialist")
+workflow.edge(
+    [billing_specialist, technical_specialist, shipping_specialist, general_specialist],
+    "generate_response",
+)
+workflow.chain("generate_response", compose_reply, quality_check)
+
+
+SAMPLES = [
+    "I was charged twice for order 1234",
+    "The app shows an error when I try to login",
+    "Where is my order #5521? The package has not arrived",
+    "Do you have gift cards?",
+]
+
+if __name__ == "__main__":
+    import asyncio
+
+    from cadenza import Engine
+
+    async def main() -> None:
+        async with Engine("memory") as engine:
+            for inquiry in SAMPLES:
+                result = await engine.run(workflow, {"inquiry": inquiry})
+                print(f"{result.status}  [{result.state['category']}] {result.state['reply']}")
+
+    asyncio.run(main())

@@ -1,0 +1,80 @@
+"""Cadenza: durable, observable orchestration for multi-agent AI workflows.
+
+Everything a user needs is importable from here."""
+
+from cadenza.errors import (
+    CadenzaError,
+    ConflictError,
+    DefinitionError,
+    ExpressionError,
+    IllegalTransition,
+    InputError,
+    LoopLimitExceeded,
+    RunNotFound,
+    StepFailed,
+    StoreError,
+    VersionMismatch,
+    WorkflowTimeout,
+)
+from cadenza.graph.builder import START, Workflow
+from cadenza.graph.config import WorkflowConfiguration
+from cadenza.graph.expressions import Expression, compile_expression
+from cadenza.graph.ir import FailurePolicy, RouteMode, StepKind, WorkflowIR
+from cadenza.ids import RunId
+from cadenza.observe.base import Observer
+from cadenza.runtime.context import ExecutionContext
+from cadenza.runtime.engine import Engine, RunResult
+from cadenza.runtime.events import Event, EventType
+from cadenza.runtime.status import WorkflowStatus
+from cadenza.store.base import RunRecord, Store
+from cadenza.store.memory import MemoryStore
+
+
+def __getattr__(name: str) -> object:
+    # SQLiteStore is imported lazily so that `import cadenza` stays cheap.
+    if name == "SQLiteStore":
+        from cadenza.store.sqlite import SQLiteStore
+
+        return SQLiteStore
+    raise AttributeError(f"module 'cadenza' has no attribute {name!r}")
+
+
+__all__ = [
+    # definitions
+    "START",
+    "Expression",
+    "FailurePolicy",
+    "RouteMode",
+    "StepKind",
+    "Workflow",
+    "WorkflowConfiguration",
+    "WorkflowIR",
+    "compile_expression",
+    # running
+    "Engine",
+    "ExecutionContext",
+    "RunId",
+    "RunResult",
+    "WorkflowStatus",
+    # storage and events
+    "Event",
+    "EventType",
+    "MemoryStore",
+    "Observer",
+    "RunRecord",
+    "SQLiteStore",
+    "Store",
+    # errors
+    "CadenzaError",
+    "ConflictError",
+    "DefinitionError",
+    "ExpressionError",
+    "IllegalTransition",
+    "InputError",
+    "LoopLimitExceeded",
+    "RunNotFound",
+    "StepFailed",
+    "StoreError",
+    "VersionMismatch",
+    "WorkflowTimeout",
+]

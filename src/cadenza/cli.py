@@ -1,0 +1,325 @@
+"""The ``cadenza`` command: run workflows, list and inspect runs, resume unfinished ones."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import pydantic_core
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cadenza.errors import CadenzaError
+from cadenza.observe.logging import LoggingObserver, configure_logging
+from cadenza.runtime.events import Event, EventType
+from cadenza.runtime.status import WorkflowStatus
+
+app = typer.Typer(
+    name="cadenza",
+    help="Durable, observable workflows for multi-agent AI.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="List, inspect and cancel runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+out = Console()
+err = Console(stderr=True)
+
+T = TypeVar("T")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="CADENZA_DB",
+        help="SQLite file holding runs (default ./cadenza.db).",
+        show_default=False,
+    ),
+]
+LogOption = Annotated[
+    str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR (logs go to stderr).")
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return asyncio.run(coro_fn())
+    except CadenzaError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; unfinished runs can be continued with `cadenza resume`", 130)
+
+
+def _engine(db: str | None, *observers: Any) -> Any:
+    from cadenza.runtime.engine import Engine
+
+    return Engine(db, observers=observers)
+
+
+def parse_input(text: str | None) -> dict[str, Any]:
+    """``--input`` as JSON text, ``@file.json``, or ``-`` for standard input."""
+    if text is None:
+        return {}
+    source = "--input"
+    if text == "-":
+        text, source = sys.stdin.read(), "standard input"
+    elif text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text, source = path.read_text(), str(path)
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc.strerror}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"invalid JSON in {source}: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    if not isinstance(value, dict):
+        fail(f"{source} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def dumps(value: Any) -> str:
+    return pydantic_core.to_json(value, indent=2, fallback=repr).decode()
+
+
+class _Progress:
+    """Prints each step as it finishes (stderr), so stdout holds only the result."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started: dict[str, float] = {}
+
+    def on_event(self, event: Event, *, workflow: str, **future: Any) -> None:
+        kind = event.type
+        if kind is EventType.STEP_STARTED:
+            self.started.setdefault(event.path, event.ts)
+        elif kind is EventType.STEP_COMPLETED:
+            begun = event.data.get("started_at") or self.started.get(event.path)
+            took = f" [dim]{(event.ts - begun) * 1000:.1f} ms[/]" if begun else ""
+            route = event.data.get("route")
+            extra = f" → {', '.join(route) or '(no route)'}" if route is not None else ""
+            self.console.print(f"[green]✓[/] {event.path}{extra}{took}", highlight=False)
+        elif kind is EventType.STEP_FAILED:
+            mark = "[yellow]↻[/]" if event.data.get("retry") else "[red]✗[/]"
+            self.console.print(
+                f"{mark} {event.path} (attempt {event.attempt}): {event.data.get('error')}",
+                highlight=False,
+            )
+        elif kind is EventType.STEP_SKIPPED:
+            self.console.print(f"[dim]- {event.path} skipped[/]", highlight=False)
+        elif kind is EventType.TIMER_SET:
+            wait = event.data["fire_at"] - time.time()
+            self.console.print(f"[cyan]⏲[/] {event.path} waiting {wait:.1f}s", highlight=False)
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    if as_json:
+        out.print_json(dumps({
+            "run_id": result.run_id, "workflow": result.workflow, "status": str(result.status),
+            "error": result.error, "state": result.state,
+        }))
+    else:
+        color = "green" if result.status is WorkflowStatus.COMPLETED else "red"
+        out.print(f"run {result.run_id} [bold {color}]{result.status}[/]", highlight=False)
+        if result.error:
+            out.print(f"[red]{result.error}[/]", highlight=False, soft_wrap=True)
+        out.print_json(dumps(result.state))
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="module:attribute or path/to/file.py[:attribute]")],
+    input: Annotated[
+        str | None, typer.Option("--input", "-i", help="JSON object, @file.json, or - for stdin.")
+    ] = None,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    log_level: LogOption = "WARNING",
+) -> None:
+    """Run a workflow to completion and print its final status and state."""
+    from cadenza.runtime.loader import load_target
+
+    configure_logging(log_level)
+    values = parse_input(input)
+    try:
+        workflow, canonical = load_target(target)
+    except CadenzaError as exc:
+        fail(str(exc))
+    observers: list[Any] = [LoggingObserver()]
+    if not quiet:
+        observers.append(_Progress(err))
+
+    async def main() -> Any:
+        async with _engine(db, *observers) as engine:
+            return await engine.run(workflow, values, target=canonical)
+
+    result = _run(main)
+    _print_result(result, as_json)
+    raise typer.Exit(0 if result.status is WorkflowStatus.COMPLETED else 1)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str | None, typer.Argument(help="A run id; default: every unfinished run.")] = None,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    log_level: LogOption = "WARNING",
+) -> None:
+    """Continue unfinished runs (after a crash) from their last committed step."""
+    configure_logging(log_level)
+
+    async def main() -> list[Any]:
+        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
+            if run_id:
+                return [await engine.resume(run_id)]
+            return await engine.resume_all()
+
+    results = _run(main)
+    if not results:
+        err.print("nothing to resume")
+    for result in results:
+        _print_result(result, as_json)
+    failed = any(r.status is not WorkflowStatus.COMPLETED for r in results)
+    raise typer.Exit(1 if failed else 0)
+
+
+@runs_app.command("list")
+def runs_list(
+    db: DbOption = None,
+    status: Annotated[
+        list[str] | None, typer.Option("--status", "-s", help="Filter by status (repeatable).")
+    ] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List runs, newest first."""
+    statuses = None
+    if status:
+        try:
+            statuses = [WorkflowStatus(s.upper()) for s in status]
+        except ValueError as exc:
+            fail(f"{exc}; statuses are {', '.join(WorkflowStatus)}")
+
+    async def main() -> list[Any]:
+        async with _engine(db) as engine:
+            return await engine.store.list_runs(status=statuses, workflow=workflow, limit=limit)
+
+    records = _run(main)
+    if as_json:
+        out.print_json(dumps([_record_json(r) for r in records]))
+        return
+    table = Table("run", "workflow", "status", "created", "duration", "error")
+    for r in records:
+        table.add_row(
+            r.run_id, r.workflow, _status(r.status), _when(r.created_at),
+            _secs(r.updated_at - r.created_at) if r.status.terminal else "",
+            (r.error or "")[:60],
+        )
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A run's status, timeline of steps with durations, and its final or current state."""
+    from cadenza.runtime.timeline import timeline
+
+    async def main() -> tuple[Any, Any, list[Event]]:
+        async with _engine(db) as engine:
+            record = await engine.store.get_run(run_id)
+            result = await engine.result(run_id)
+            return record, result, await engine.store.read_events(run_id)
+
+    record, result, events = _run(main)
+    rows = timeline(events)
+    if as_json:
+        out.print_json(dumps({
+            **_record_json(record),
+            "state": result.state,
+            "timeline": [
+                {"step": r.path, "status": r.status, "attempts": r.attempts,
+                 "duration_s": r.duration, "error": r.error, "route": r.route}
+                for r in rows
+            ],
+        }))
+        return
+    out.print(f"[bold]{record.workflow}[/] run {record.run_id}  {_status(record.status)}", highlight=False)
+    out.print(
+        f"version {record.version} · created {_when(record.created_at)} · "
+        f"updated {_when(record.updated_at)} · {len(events)} events",
+        highlight=False,
+    )
+    if record.error:
+        out.print(f"[red]{record.error}[/]", highlight=False, soft_wrap=True)
+    table = Table("step", "status", "attempts", "duration", "detail")
+    for r in rows:
+        detail = r.error or (f"→ {', '.join(r.route) or '(none)'}" if r.route is not None else "")
+        table.add_row(r.path, r.status, str(r.attempts or ""), _secs(r.duration), detail)
+    out.print(table)
+    out.print_json(dumps(result.state))
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    db: DbOption = None,
+    reason: Annotated[str, typer.Option("--reason")] = "cancelled from the command line",
+) -> None:
+    """Cancel an unfinished run."""
+
+    async def main() -> Any:
+        async with _engine(db) as engine:
+            return await engine.cancel(run_id, reason)
+
+    result = _run(main)
+    out.print(f"run {result.run_id} {_status(result.status)}", highlight=False)
+
+
+def _record_json(r: Any) -> dict[str, Any]:
+    return {
+        "run_id": r.run_id, "workflow": r.workflow, "version": r.version, "status": str(r.status),
+        "created_at": r.created_at, "updated_at": r.updated_at, "error": r.error,
+        "input": r.input, "target": r.target,
+    }
+
+
+def _status(status: WorkflowStatus) -> str:
+    color = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "yellow"}.get(status, "cyan")
+    return f"[{color}]{status}[/]"
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _secs(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

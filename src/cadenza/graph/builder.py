@@ -1,0 +1,384 @@
+"""The Python builder: decorated step functions and a few verbs (``task``, ``parallel``,
+``map``, ``conditional``, ``loop``, ``wait``, ``edge``/``chain``) that compile to the IR.
+
+When a workflow declares no edges and no conditional, its steps run in declaration order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, overload
+
+from cadenza.errors import DefinitionError, ExpressionError
+from cadenza.graph.config import WorkflowConfiguration
+from cadenza.graph.expressions import compile_expression
+from cadenza.graph.handlers import make_handler, step_name
+from cadenza.graph.ir import (
+    Condition,
+    FailurePolicy,
+    Graph,
+    Route,
+    RouteMode,
+    Step,
+    StepKind,
+    StepPolicy,
+    WorkflowIR,
+)
+from cadenza.graph.validate import validate_workflow
+from cadenza.runtime.state import StateSchema
+
+F = TypeVar("F", bound=Callable[..., Any])
+StepRef = str | Callable[..., Any]
+
+START = "__start__"
+
+
+class Workflow:
+    """A workflow under construction. ``compile()`` validates it and returns the IR; the engine
+    compiles on first use, so most code never calls it."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        state: Any = dict,
+        config: WorkflowConfiguration | Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise DefinitionError("a workflow needs a non-empty name", path="name")
+        self.name = name
+        self.description = description
+        self.state_type = state
+        if config is None:
+            config = WorkflowConfiguration()
+        elif isinstance(config, Mapping):
+            config = WorkflowConfiguration(**config)
+        self.config: WorkflowConfiguration = config
+        self._steps: dict[str, Step] = {}
+        self._edges: list[tuple[str, str]] = []
+        self._entry: list[str] = []
+        self._names: dict[int, str] = {}  # id(fn) -> step name, for references by function
+        self._compiled: WorkflowIR | None = None
+
+    # -- steps -----------------------------------------------------------------------------
+
+    @overload
+    def step(self, fn: F) -> F: ...
+    @overload
+    def step(self, fn: None = None, **options: Any) -> Callable[[F], F]: ...
+
+    def step(self, fn: F | None = None, **options: Any) -> F | Callable[[F], F]:
+        """Decorator form of :meth:`task`: ``@wf.step`` or ``@wf.step(timeout=5, retries=2)``."""
+
+        def register(f: F) -> F:
+            self.task(f, **options)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def task(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        retry_delay: float = 0.0,
+        writes: Iterable[str] | None = None,
+        inline: bool = False,
+    ) -> str:
+        """Add a SEQUENTIAL step calling ``fn(state[, ctx])``, which returns an update (a dict
+        of the keys it changes) or ``None``. Sync functions run in a thread pool unless
+        ``inline`` (for functions that never block)."""
+        name = name or step_name(fn)
+        path = f"steps.{name}"
+        handler = make_handler(fn, path=path, inline=inline)
+        step = Step(
+            name=name,
+            kind=StepKind.TASK,
+            handler=handler,
+            policy=_policy(timeout, retries, retry_delay, path),
+            writes=frozenset(writes) if writes is not None else _declared_writes(fn),
+        )
+        self._names.setdefault(id(fn), name)
+        return self._add(step)
+
+    def parallel(
+        self,
+        name: str,
+        branches: Sequence[Any],
+        *,
+        max_concurrent: int | None = None,
+        on_failure: str | FailurePolicy = FailurePolicy.FAIL_FAST,
+    ) -> str:
+        """Run ``branches`` concurrently (each a function, a list of functions run in order, or
+        a sub-``Workflow``) and join their updates, in branch order, through the reducers."""
+        path = f"steps.{name}"
+        if not branches:
+            raise DefinitionError("a parallel step needs at least one branch", path=path)
+        graphs = tuple(
+            self._branch(b, f"{path}.branches[{i}]") for i, b in enumerate(branches)
+        )
+        return self._add(
+            Step(
+                name=name,
+                kind=StepKind.PARALLEL,
+                branches=graphs,
+                max_concurrent=_positive(max_concurrent, f"{path}.max_concurrent"),
+                on_failure=_enum(FailurePolicy, on_failure, f"{path}.on_failure"),
+            )
+        )
+
+    def map(
+        self,
+        name: str,
+        *,
+        items: str | Callable[..., Any],
+        branch: Any,
+        max_concurrent: int | None = None,
+        on_failure: str | FailurePolicy = FailurePolicy.FAIL_FAST,
+    ) -> str:
+        """Run ``branch`` once per element of a list known only at run time: the state key
+        ``items`` or the list ``items(state)`` returns. Each branch sees ``ctx.item`` and
+        ``ctx.index``; updates join in item order."""
+        path = f"steps.{name}"
+        return self._add(
+            Step(
+                name=name,
+                kind=StepKind.MAP,
+                items=items,
+                body=self._branch(branch, f"{path}.branch"),
+                max_concurrent=_positive(max_concurrent, f"{path}.max_concurrent"),
+                on_failure=_enum(FailurePolicy, on_failure, f"{path}.on_failure"),
+            )
+        )
+
+    def conditional(
+        self,
+        name: str,
+        routes: Mapping[StepRef, str | Callable[..., Any]] | Sequence[StepRef] | None = None,
+        *,
+        router: Callable[..., Any] | None = None,
+        default: StepRef | None = None,
+        mode: str | RouteMode = RouteMode.FIRST,
+    ) -> str:
+        """Route to steps by condition.
+
+        Either ``routes`` maps each target step to an expression (``"amount > 10000"``) or a
+        predicate ``fn(state) -> bool``; or ``router(state)`` returns the target name (or a
+        list of names, or ``None``) and ``routes`` lists the targets it may return. With no
+        match the ``default`` runs; with no default, nothing downstream of this step runs."""
+        path = f"steps.{name}"
+        compiled: list[Route] = []
+        if router is None:
+            if not isinstance(routes, Mapping) or not routes:
+                raise DefinitionError(
+                    "give routes as {target: condition} or a router function", path=path
+                )
+            for i, (target, cond) in enumerate(routes.items()):
+                compiled.append(Route(self._ref(target), _condition(cond, f"{path}.routes[{i}]")))
+        else:
+            if routes is None or isinstance(routes, Mapping | str):
+                raise DefinitionError(
+                    "a router needs the list of steps it may return: routes=[...]", path=path
+                )
+            compiled = [Route(self._ref(t)) for t in routes]
+        return self._add(
+            Step(
+                name=name,
+                kind=StepKind.CONDITIONAL,
+                routes=tuple(compiled),
+                router=make_handler(router, path=f"{path}.router", inline=True)
+                if router is not None
+                else None,
+                default=self._ref(default) if default is not None else None,
+                mode=_enum(RouteMode, mode, f"{path}.mode"),
+            )
+        )
+
+    def loop(
+        self,
+        name: str,
+        *,
+        body: Any,
+        until: str | Callable[..., Any],
+        max_iterations: int,
+    ) -> str:
+        """Repeat ``body`` until ``until`` holds (checked after each iteration). Reaching
+        ``max_iterations`` without it holding fails the run."""
+        path = f"steps.{name}"
+        if not isinstance(max_iterations, int) or max_iterations < 1:
+            raise DefinitionError(
+                "max_iterations must be a positive integer (a loop without a bound could run "
+                "forever)",
+                path=f"{path}.max_iterations",
+            )
+        return self._add(
+            Step(
+                name=name,
+                kind=StepKind.LOOP,
+                body=self._branch(body, f"{path}.body"),
+                until=_condition(until, f"{path}.until"),
+                max_iterations=max_iterations,
+            )
+        )
+
+    def wait(self, name: str, *, seconds: float) -> str:
+        """A durable timer: the run resumes after ``seconds`` even across a restart."""
+        path = f"steps.{name}"
+        if not isinstance(seconds, int | float) or seconds < 0:
+            raise DefinitionError("seconds must be a number >= 0", path=f"{path}.seconds")
+        return self._add(Step(name=name, kind=StepKind.WAIT, seconds=float(seconds)))
+
+    def add(self, step: Step) -> str:
+        """Add a prebuilt IR step (used by other front ends)."""
+        return self._add(step)
+
+    # -- edges -----------------------------------------------------------------------------
+
+    def edge(self, source: StepRef | Sequence[StepRef], target: StepRef) -> Workflow:
+        """``source`` → ``target``; a list of sources makes ``target`` a join of all of them."""
+        sources = [source] if isinstance(source, str) or callable(source) else list(source)
+        t = self._ref(target)
+        for s in sources:
+            ref = self._ref(s)
+            if ref == START:
+                self._entry.append(t)
+            else:
+                self._edges.append((ref, t))
+        self._compiled = None
+        return self
+
+    def chain(self, *refs: StepRef) -> Workflow:
+        """``a → b → c``."""
+        for a, b in zip(refs, refs[1:], strict=False):
+            self.edge(a, b)
+        return self
+
+    def start(self, *refs: StepRef) -> Workflow:
+        """The steps that start a run (default: the first step declared)."""
+        self._entry.extend(self._ref(r) for r in refs)
+        self._compiled = None
+        return self
+
+    # -- compile ---------------------------------------------------------------------------
+
+    def compile(self) -> WorkflowIR:
+        if self._compiled is None:
+            schema = StateSchema.from_type(self.state_type)
+            graph = self._graph(schema)
+            validate_workflow(graph, schema, path="steps")
+            self._compiled = WorkflowIR.create(self.name, graph, schema, self.config)
+        return self._compiled
+
+    def _graph(self, schema: StateSchema) -> Graph:
+        if not self._steps:
+            raise DefinitionError(f"workflow {self.name!r} has no steps", path="steps")
+        edges = list(self._edges)
+        has_conditional = any(s.kind is StepKind.CONDITIONAL for s in self._steps.values())
+        names = list(self._steps)
+        if not edges and not has_conditional:
+            edges = list(zip(names, names[1:], strict=False))
+        for step in self._steps.values():
+            edges.extend((step.name, t) for t in step.targets())
+        entry = tuple(dict.fromkeys(self._entry)) or (names[0],)
+        return Graph.build(self._steps, tuple(dict.fromkeys(edges)), entry)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _add(self, step: Step) -> str:
+        if step.name in self._steps:
+            raise DefinitionError(
+                f"duplicate step name {step.name!r}; give one of them another name "
+                "(name=...)",
+                path=f"steps.{step.name}",
+            )
+        if step.name == START:
+            raise DefinitionError(f"{START!r} is reserved", path=f"steps.{step.name}")
+        self._steps[step.name] = step
+        self._compiled = None
+        return step.name
+
+    def _ref(self, ref: StepRef) -> str:
+        if isinstance(ref, str):
+            return ref
+        name = self._names.get(id(ref))
+        if name is None:
+            raise DefinitionError(
+                f"{step_name(ref)!r} is not a step of workflow {self.name!r}; "
+                "add it with @wf.step or wf.task first"
+            )
+        return name
+
+    def _branch(self, spec: Any, path: str) -> Graph:
+        if isinstance(spec, Workflow):
+            sub = spec._graph(StateSchema.from_type(self.state_type))
+            return sub
+        fns = [spec] if callable(spec) else list(spec)
+        if not fns:
+            raise DefinitionError("a branch needs at least one step", path=path)
+        steps: dict[str, Step] = {}
+        for i, fn in enumerate(fns):
+            if isinstance(fn, Step):
+                step = fn
+            else:
+                name = step_name(fn)
+                step = Step(
+                    name=name,
+                    kind=StepKind.TASK,
+                    handler=make_handler(fn, path=f"{path}[{i}]"),
+                    writes=_declared_writes(fn),
+                )
+            if step.name in steps:
+                raise DefinitionError(f"duplicate step name {step.name!r}", path=f"{path}[{i}]")
+            steps[step.name] = step
+        names = list(steps)
+        return Graph.build(steps, tuple(zip(names, names[1:], strict=False)), (names[0],))
+
+
+def _policy(timeout: float | None, retries: int | None, delay: float, path: str) -> StepPolicy:
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise DefinitionError("timeout must be a positive number of seconds", path=f"{path}.timeout")
+    if retries is not None and (not isinstance(retries, int) or retries < 0):
+        raise DefinitionError("retries must be an integer >= 0", path=f"{path}.retries")
+    if delay < 0:
+        raise DefinitionError("retry_delay must be >= 0", path=f"{path}.retry_delay")
+    return StepPolicy(timeout=timeout, retries=retries, retry_delay=delay)
+
+
+def _condition(cond: str | Callable[..., Any], path: str) -> Condition:
+    if isinstance(cond, str):
+        try:
+            return compile_expression(cond)
+        except ExpressionError as exc:
+            raise DefinitionError(str(exc), path=path) from exc
+    if callable(cond):
+        return cond
+    raise DefinitionError(f"a condition is an expression string or a function, got {cond!r}", path=path)
+
+
+def _positive(value: int | None, path: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise DefinitionError("must be a positive integer", path=path)
+    return value
+
+
+def _enum(enum: Any, value: Any, path: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(e.value for e in enum)
+        raise DefinitionError(f"{value!r} is not one of: {choices}", path=path) from None
+
+
+def _declared_writes(fn: Callable[..., Any]) -> frozenset[str] | None:
+    """Keys a handler promises to write, read from a ``TypedDict`` return annotation."""
+    import typing
+
+    try:
+        ret = typing.get_type_hints(fn).get("return")
+    except Exception:
+        return None
+    if ret is not None and typing.is_typeddict(ret):
+        return frozenset(typing.get_type_hints(ret))
+    return None

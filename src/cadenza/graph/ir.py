@@ -1,0 +1,210 @@
+"""The Workflow IR: the immutable, validated, hashed graph every front end compiles to.
+
+Nothing downstream of this module knows whether a workflow came from the Python builder, the
+LangGraph facade or a YAML file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cadenza.graph.config import WorkflowConfiguration
+from cadenza.graph.expressions import Expression
+from cadenza.runtime.state import StateSchema
+
+
+class StepKind(StrEnum):
+    TASK = "task"
+    PARALLEL = "parallel"
+    MAP = "map"
+    CONDITIONAL = "conditional"
+    LOOP = "loop"
+    WAIT = "wait"
+    # Kinds whose executors arrive with their own features; the IR can already name them.
+    REACT = "react"
+    HUMAN_APPROVAL = "human_approval"
+    ORCHESTRATOR = "orchestrator"
+    WORKER = "worker"
+    WEBHOOK = "webhook"
+    ROLLBACK = "rollback"
+    SUBWORKFLOW = "subworkflow"
+
+
+class FailurePolicy(StrEnum):
+    FAIL_FAST = "fail_fast"  # the first failed branch cancels the others
+    COLLECT = "collect"  # every branch finishes; then the step fails listing every error
+
+
+class RouteMode(StrEnum):
+    FIRST = "first"  # the first route whose condition holds
+    ALL = "all"  # every route whose condition holds, concurrently
+
+
+Condition = Expression | Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """A user function and how to call it, decided once at compile time."""
+
+    fn: Callable[..., Any]
+    is_async: bool
+    wants_context: bool
+    inline: bool = False  # a sync function run on the event loop instead of a thread
+
+    @property
+    def qualname(self) -> str:
+        module = getattr(self.fn, "__module__", "") or ""
+        name = getattr(self.fn, "__qualname__", None) or type(self.fn).__qualname__
+        return f"{module}.{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class StepPolicy:
+    timeout: float | None = None
+    retries: int | None = None  # None: the workflow's max_retries
+    retry_delay: float = 0.0  # seconds before the first retry; doubles each time
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    target: str
+    condition: Condition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    kind: StepKind
+    handler: Handler | None = None
+    policy: StepPolicy = field(default_factory=StepPolicy)
+    writes: frozenset[str] | None = None  # declared output keys, checked at compile time
+    # parallel
+    branches: tuple[Graph, ...] = ()
+    max_concurrent: int | None = None
+    on_failure: FailurePolicy = FailurePolicy.FAIL_FAST
+    # map (uses ``body`` for the branch) and loop (``body`` repeats)
+    items: str | Callable[..., Any] | None = None
+    body: Graph | None = None
+    until: Condition | None = None
+    max_iterations: int | None = None
+    # conditional
+    routes: tuple[Route, ...] = ()
+    router: Handler | None = None
+    default: str | None = None
+    mode: RouteMode = RouteMode.FIRST
+    # wait
+    seconds: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def targets(self) -> tuple[str, ...]:
+        """The steps a conditional may route to."""
+        names = [r.target for r in self.routes]
+        if self.default is not None:
+            names.append(self.default)
+        return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """Steps and the edges between them. ``entry`` steps start first; a step starts when every
+    predecessor has finished, and runs if at least one incoming edge was taken."""
+
+    steps: Mapping[str, Step]
+    edges: tuple[tuple[str, str], ...]
+    entry: tuple[str, ...]
+    preds: Mapping[str, tuple[str, ...]]
+    succs: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def build(
+        cls, steps: Mapping[str, Step], edges: tuple[tuple[str, str], ...], entry: tuple[str, ...]
+    ) -> Graph:
+        preds: dict[str, list[str]] = {n: [] for n in steps}
+        succs: dict[str, list[str]] = {n: [] for n in steps}
+        for a, b in edges:
+            if b not in preds[a] and a in succs and b in preds:
+                succs[a].append(b)
+                preds[b].append(a)
+        return cls(
+            steps=dict(steps),
+            edges=edges,
+            entry=entry,
+            preds={k: tuple(v) for k, v in preds.items()},
+            succs={k: tuple(v) for k, v in succs.items()},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "entry": list(self.entry),
+            "edges": [list(e) for e in self.edges],
+            "steps": [_describe_step(s) for s in self.steps.values()],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowIR:
+    name: str
+    graph: Graph
+    schema: StateSchema
+    config: WorkflowConfiguration
+    version: str  # sha256 of the canonical description, first 16 hex digits
+
+    @classmethod
+    def create(
+        cls, name: str, graph: Graph, schema: StateSchema, config: WorkflowConfiguration
+    ) -> WorkflowIR:
+        canonical = json.dumps(
+            {
+                "name": name,
+                "graph": graph.describe(),
+                "schema": schema.describe(),
+                "config": config.model_dump(mode="json"),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+        version = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return cls(name=name, graph=graph, schema=schema, config=config, version=version)
+
+
+def _describe_condition(cond: Condition | None) -> str | None:
+    if cond is None:
+        return None
+    if isinstance(cond, Expression):
+        return f"expr:{cond.source}"
+    return "fn:" + Handler(cond, False, False).qualname
+
+
+def _describe_step(step: Step) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": step.name, "kind": str(step.kind)}
+    if step.handler is not None:
+        out["handler"] = step.handler.qualname
+    if step.policy != StepPolicy():
+        out["policy"] = [step.policy.timeout, step.policy.retries, step.policy.retry_delay]
+    if step.branches:
+        out["branches"] = [b.describe() for b in step.branches]
+        out["max_concurrent"] = step.max_concurrent
+        out["on_failure"] = str(step.on_failure)
+    if step.body is not None:
+        out["body"] = step.body.describe()
+    if step.items is not None:
+        out["items"] = step.items if isinstance(step.items, str) else _describe_condition(step.items)
+    if step.until is not None:
+        out["until"] = _describe_condition(step.until)
+        out["max_iterations"] = step.max_iterations
+    if step.routes or step.router is not None:
+        out["routes"] = [[r.target, _describe_condition(r.condition)] for r in step.routes]
+        out["router"] = step.router.qualname if step.router else None
+        out["default"] = step.default
+        out["mode"] = str(step.mode)
+    if step.seconds is not None:
+        out["seconds"] = step.seconds
+    if step.options:
+        out["options"] = {k: str(v) for k, v in sorted(step.options.items())}
+    return out

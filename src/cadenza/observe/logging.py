@@ -1,0 +1,71 @@
+"""Structured logs from the event stream: JSON lines when not on a terminal, readable lines
+on one. Each line carries the run id, workflow, step and attempt."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from cadenza.runtime.events import Event, EventType
+
+_LEVELS = {
+    EventType.STATUS: logging.INFO,
+    EventType.STEP_FAILED: logging.WARNING,
+    EventType.RUN_CREATED: logging.INFO,
+}
+
+
+def configure_logging(
+    level: str | int = "INFO", *, json: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """Set up structlog for Cadenza: ``json=None`` picks JSON unless ``stream`` is a TTY."""
+    stream = stream or sys.stderr
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping()[level.upper()]
+    if json is None:
+        json = not stream.isatty()
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+class LoggingObserver:
+    """Logs every event: run status changes at INFO, failures at WARNING, steps at DEBUG."""
+
+    def __init__(self, logger: Any = None) -> None:
+        self._log = logger or structlog.get_logger("cadenza.run")
+
+    def on_event(self, event: Event, *, workflow: str, **future: Any) -> None:
+        level = _LEVELS.get(event.type, logging.DEBUG)
+        fields: dict[str, Any] = {"run_id": event.run_id, "workflow": workflow, "seq": event.seq}
+        if event.path:
+            fields["step"] = event.path
+        if event.attempt:
+            fields["attempt"] = event.attempt
+        data = event.data
+        if event.type is EventType.STATUS:
+            fields["status"] = data.get("to")
+            if data.get("reason"):
+                fields["reason"] = data["reason"]
+        elif event.type is EventType.STEP_FAILED:
+            fields.update(error=data.get("error"), error_type=data.get("error_type"), retry=data.get("retry"))
+        elif event.type is EventType.STEP_COMPLETED and "route" in data:
+            fields["route"] = data["route"]
+        self._log.log(level, str(event.type), **fields)

@@ -1,0 +1,1 @@
+"""The runtime: engine, scheduler, execution context, run state and events."""

@@ -1,0 +1,43 @@
+"""What a step handler may know about the run it is part of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from cadenza.graph.config import WorkflowConfiguration
+from cadenza.ids import RunId
+
+
+@dataclass(slots=True)
+class ExecutionContext:
+    """Passed to handlers that take a second argument.
+
+    ``idempotency_key`` is the same for every attempt of the same logical step instance (run,
+    step path, loop iteration, map index), so side effects can be de-duplicated downstream:
+    a step that was running when its process died runs again with the same key."""
+
+    run_id: RunId
+    workflow: str
+    step: str
+    path: str
+    attempt: int
+    config: WorkflowConfiguration
+    item: Any = None
+    index: int | None = None
+    _logger: Any = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.run_id}:{self.path}"
+
+    @property
+    def logger(self) -> Any:
+        """A structlog logger bound to this run, step and attempt."""
+        if self._logger is None:
+            self._logger = structlog.get_logger("cadenza.step").bind(
+                run_id=self.run_id, workflow=self.workflow, step=self.path, attempt=self.attempt
+            )
+        return self._logger

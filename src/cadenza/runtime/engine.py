@@ -1,0 +1,372 @@
+"""The engine: starts, resumes, waits for and cancels runs over a store.
+
+An engine owns the runs it executes through a lease in the store, renewed while it lives;
+a run whose engine died is taken over by the next engine that resumes it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from cadenza.errors import (
+    CadenzaError,
+    IllegalTransition,
+    StepFailed,
+    StoreError,
+    VersionMismatch,
+)
+from cadenza.graph.builder import Workflow
+from cadenza.graph.ir import WorkflowIR
+from cadenza.ids import RunId, new_run_id
+from cadenza.observe.base import Observer
+from cadenza.runtime.events import Event, EventType
+from cadenza.runtime.ownership import LEASE_SECONDS, new_owner, owner_is_dead
+from cadenza.runtime.progress import Progress
+from cadenza.runtime.run import RunExecution
+from cadenza.runtime.status import WorkflowStatus, check_transition
+from cadenza.store.base import RunRecord, Store
+from cadenza.store.memory import MemoryStore
+
+_log = structlog.get_logger("cadenza.engine")
+
+ACTIVE = (WorkflowStatus.INITIALIZING, WorkflowStatus.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: RunId
+    workflow: str
+    status: WorkflowStatus
+    state: dict[str, Any]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is WorkflowStatus.COMPLETED
+
+
+class Engine:
+    """Runs workflows durably over ``store``.
+
+    ``store`` is a :class:`Store`, a SQLite file path, ``"memory"``, or ``None`` for the
+    embedded default (``$CADENZA_DB`` or ``./cadenza.db``). Use it as an async context
+    manager; closing it stops the runs still in flight, which stay resumable."""
+
+    def __init__(
+        self,
+        store: Store | str | os.PathLike[str] | None = None,
+        *,
+        observers: Sequence[Observer] = (),
+        max_threads: int | None = None,
+    ) -> None:
+        self.store: Store = _make_store(store)
+        self.observers = tuple(observers)
+        self.owner = new_owner()
+        self._threads = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="cadenza")
+        self._registry: dict[tuple[str, str], WorkflowIR] = {}
+        self._targets: dict[tuple[str, str], str] = {}
+        self._active: dict[RunId, asyncio.Task[RunResult]] = {}
+        self._cancel_reasons: dict[RunId, str] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._opened = False
+
+    async def __aenter__(self) -> Engine:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if not self._opened:
+            await self.store.open()
+            self._opened = True
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        tasks = list(self._active.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._opened:
+            await self.store.close()
+            self._opened = False
+
+    # -- workflows ---------------------------------------------------------------------------
+
+    def register(self, workflow: Workflow | WorkflowIR, *, target: str = "") -> WorkflowIR:
+        """Make a workflow known to this engine, so its unfinished runs can be resumed."""
+        ir = workflow.compile() if isinstance(workflow, Workflow) else workflow
+        self._registry[(ir.name, ir.version)] = ir
+        if target:
+            self._targets[(ir.name, ir.version)] = target
+        return ir
+
+    # -- runs --------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        workflow: Workflow | WorkflowIR,
+        input: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        target: str = "",
+    ) -> RunId:
+        """Validate ``input``, record the run and start it; returns once the run is stored."""
+        await self.open()
+        ir = self.register(workflow, target=target)
+        values = ir.schema.validate_input(input or {})
+        rid = RunId(run_id) if run_id else new_run_id()
+        now = time.time()
+        record = RunRecord(
+            run_id=rid,
+            workflow=ir.name,
+            version=ir.version,
+            status=WorkflowStatus.RUNNING,
+            target=target or self._targets.get((ir.name, ir.version), ""),
+            input=values,
+            created_at=now,
+            updated_at=now,
+            deadline=now + ir.config.timeout if ir.config.timeout else None,
+            owner=self.owner,
+            lease_until=now + LEASE_SECONDS,
+        )
+        progress = Progress(reducers=ir.schema.reducers)
+        created = Event(rid, 1, EventType.RUN_CREATED, data={
+            "workflow": ir.name, "version": ir.version, "input": values,
+        })
+        running = Event(rid, 2, EventType.STATUS, data={
+            "from": str(WorkflowStatus.INITIALIZING), "to": str(WorkflowStatus.RUNNING),
+        })
+        await self.store.create_run(record, (created, running))
+        progress.apply_all((created, running))
+        self._launch(ir, rid, progress, record.deadline)
+        return rid
+
+    async def run(
+        self, workflow: Workflow | WorkflowIR, input: Mapping[str, Any] | None = None, **kw: Any
+    ) -> RunResult:
+        """Start a run and wait for it to finish."""
+        return await self.wait(await self.start(workflow, input, **kw))
+
+    async def wait(self, run_id: str) -> RunResult:
+        task = self._active.get(RunId(run_id))
+        if task is not None:
+            return await asyncio.shield(task)
+        return await self.result(run_id)
+
+    async def result(self, run_id: str) -> RunResult:
+        """The run as the store has it: status, error and the state folded from its log."""
+        rid = RunId(run_id)
+        record = await self.store.get_run(rid)
+        progress = await self._load(record, None)
+        return RunResult(rid, record.workflow, record.status, progress.state, record.error)
+
+    async def resume(self, run_id: str, workflow: Workflow | WorkflowIR | None = None) -> RunResult:
+        """Continue an unfinished run from its last committed step and wait for it."""
+        await self.open()
+        rid = RunId(run_id)
+        if rid in self._active:
+            return await self.wait(rid)
+        record = await self.store.get_run(rid)
+        if record.status not in ACTIVE:
+            return await self.result(rid)
+        ir = self._resolve(record, workflow)
+        lease = time.time() + LEASE_SECONDS
+        if not await self.store.claim(rid, self.owner, lease_until=lease, steal=owner_is_dead(record.owner)):
+            raise CadenzaError(
+                f"run {rid} is being executed by {record.owner} (lease until "
+                f"{time.strftime('%H:%M:%S', time.localtime(record.lease_until or 0))}); "
+                "it will be resumable when that lease expires"
+            )
+        progress = await self._load(record, ir)
+        _log.info("run_resumed", run_id=rid, workflow=ir.name, from_seq=progress.seq)
+        self._launch(ir, rid, progress, record.deadline)
+        return await self.wait(rid)
+
+    async def resume_all(self) -> list[RunResult]:
+        """Resume every unfinished run whose engine is gone; wait for them all."""
+        await self.open()
+        runs = await self.store.list_runs(status=ACTIVE, limit=100_000)
+        waiting: list[asyncio.Future[RunResult]] = []
+        for record in runs:
+            if record.run_id in self._active:
+                continue
+            if record.owner and record.owner != self.owner and not owner_is_dead(record.owner):
+                if (record.lease_until or 0) > time.time():
+                    continue
+            try:
+                waiting.append(asyncio.ensure_future(self.resume(record.run_id)))
+                await asyncio.sleep(0)
+            except CadenzaError as exc:
+                _log.warning("resume_skipped", run_id=record.run_id, reason=str(exc))
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        out: list[RunResult] = []
+        for r in results:
+            if isinstance(r, BaseException):
+                _log.warning("resume_failed", error=str(r))
+            else:
+                out.append(r)
+        return out
+
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> RunResult:
+        """Cancel a run: stop its steps and record CANCELLED. A run executing in another
+        process is stopped at its next commit (its log has moved on)."""
+        rid = RunId(run_id)
+        task = self._active.get(rid)
+        if task is not None:
+            self._cancel_reasons[rid] = reason
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return await self.result(rid)
+        record = await self.store.get_run(rid)
+        check_transition(record.status, WorkflowStatus.CANCELLED)
+        events = await self.store.read_events(rid)
+        seq = events[-1].seq + 1 if events else 1
+        event = Event(rid, seq, EventType.STATUS, data={
+            "from": str(record.status), "to": str(WorkflowStatus.CANCELLED), "reason": reason,
+        })
+        await self.store.append(rid, (event,), status=WorkflowStatus.CANCELLED, error=reason)
+        return await self.result(rid)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _resolve(self, record: RunRecord, workflow: Workflow | WorkflowIR | None) -> WorkflowIR:
+        if workflow is not None:
+            ir = self.register(workflow)
+        elif (record.workflow, record.version) in self._registry:
+            ir = self._registry[(record.workflow, record.version)]
+        elif record.target:
+            from cadenza.runtime.loader import load_target
+
+            loaded, _ = load_target(record.target)
+            ir = self.register(loaded)
+        else:
+            raise CadenzaError(
+                f"run {record.run_id} is of workflow {record.workflow!r}, which this engine does "
+                "not know; register it with engine.register(...) or pass it to resume()"
+            )
+        if ir.name != record.workflow or ir.version != record.version:
+            raise VersionMismatch(
+                f"run {record.run_id} was started on {record.workflow} version {record.version}, "
+                f"but the loaded definition is {ir.name} version {ir.version}; runs resume only "
+                "on the definition they started with"
+            )
+        return ir
+
+    async def _load(self, record: RunRecord, ir: WorkflowIR | None) -> Progress:
+        reducers = ir.schema.reducers if ir else self._reducers_for(record)
+        snapshot = await self.store.load_snapshot(record.run_id)
+        events = await self.store.read_events(
+            record.run_id, after_seq=snapshot.seq if snapshot else 0
+        )
+        return Progress.restore(reducers, snapshot).apply_all(events)
+
+    def _reducers_for(self, record: RunRecord) -> Mapping[str, Any]:
+        ir = self._registry.get((record.workflow, record.version))
+        if ir is None and record.target:
+            try:
+                from cadenza.runtime.loader import load_target
+
+                loaded, _ = load_target(record.target)
+                ir = self.register(loaded)
+            except CadenzaError:
+                ir = None
+        return ir.schema.reducers if ir else {}
+
+    def _launch(
+        self, ir: WorkflowIR, run_id: RunId, progress: Progress, deadline: float | None
+    ) -> None:
+        execution = RunExecution(
+            run_id=run_id,
+            ir=ir,
+            store=self.store,
+            progress=progress,
+            observers=self.observers,
+            thread_pool=self._threads,
+        )
+        task = asyncio.get_running_loop().create_task(self._drive(execution, deadline))
+        self._active[run_id] = task
+        task.add_done_callback(lambda _t: self._active.pop(run_id, None))
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
+
+    async def _drive(self, run: RunExecution, deadline: float | None) -> RunResult:
+        status, error = WorkflowStatus.COMPLETED, None
+        try:
+            if run.progress.status is WorkflowStatus.INITIALIZING:
+                await run.set_status(WorkflowStatus.RUNNING)
+            remaining = deadline - time.time() if deadline is not None else None
+            try:
+                async with asyncio.timeout(remaining):
+                    await run.run_graph(run.ir.graph, run.top, "")
+            except TimeoutError:
+                raise _TimedOut(
+                    f"workflow timed out after {run.ir.config.timeout:g}s "
+                    "(configuration 'timeout')"
+                ) from None
+            await run.set_status(WorkflowStatus.COMPLETED)
+        except (StepFailed, _TimedOut) as exc:
+            status, error = WorkflowStatus.FAILED, str(exc)
+            await run.set_status(status, reason=error)
+        except asyncio.CancelledError:
+            reason = self._cancel_reasons.pop(run.run_id, None)
+            if reason is None:
+                await self._release(run.run_id)
+                raise  # the engine is closing: the run stays resumable
+            status, error = WorkflowStatus.CANCELLED, reason
+            await run.set_status(status, reason=reason)
+        except StoreError as exc:
+            _log.error("run_store_error", run_id=run.run_id, error=str(exc))
+            raise
+        except (IllegalTransition, CadenzaError, Exception) as exc:
+            status, error = WorkflowStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
+            _log.exception("run_crashed", run_id=run.run_id)
+            with contextlib.suppress(Exception):
+                await run.set_status(status, reason=error)
+        await self._release(run.run_id)
+        return RunResult(run.run_id, run.ir.name, status, run.progress.state, error)
+
+    async def _release(self, run_id: RunId) -> None:
+        with contextlib.suppress(StoreError):
+            await self.store.release(run_id, self.owner)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            for run_id, task in list(self._active.items()):
+                held = await self.store.claim(
+                    run_id, self.owner, lease_until=time.time() + LEASE_SECONDS
+                )
+                if not held:
+                    _log.warning("lease_lost", run_id=run_id)
+                    task.cancel()
+
+
+class _TimedOut(CadenzaError):
+    pass
+
+
+def _make_store(store: Store | str | os.PathLike[str] | None) -> Store:
+    if store is None or isinstance(store, str | os.PathLike):
+        if store == "memory":
+            return MemoryStore()
+        from cadenza.store.sqlite import SQLiteStore
+
+        return SQLiteStore(store)
+    return store

@@ -1,0 +1,67 @@
+"""The event model. Everything that happens to a run is an :class:`Event` in its log; status,
+timelines, metrics and the audit trail are derived from the log."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cadenza.ids import RunId
+
+
+class EventType(StrEnum):
+    RUN_CREATED = "run_created"  # data: workflow, version, input
+    STATUS = "status"  # data: from, to, reason?
+    STEP_STARTED = "step_started"  # informational; written with the next commit
+    STEP_COMPLETED = "step_completed"  # data: update?, route?, join?, started_at
+    STEP_FAILED = "step_failed"  # data: error, error_type, retry (bool), started_at
+    STEP_SKIPPED = "step_skipped"  # data: reason
+    TIMER_SET = "timer_set"  # data: fire_at (epoch seconds)
+    LOOP_ITERATION = "loop_iteration"  # data: iteration, exit (bool)
+    FANNED_OUT = "fanned_out"  # data: items (the list a map step fans out over)
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """One entry of a run's log.
+
+    ``seq`` numbers a run's events from 1 with no gaps; the store refuses a taken ``seq``
+    (optimistic concurrency). ``path`` names the step instance (``"drafts[1]/write"``,
+    ``"review#3/edit"``); ``scope`` is the parallel/map branch whose state the update goes to
+    (``""`` for the run's own state)."""
+
+    run_id: RunId
+    seq: int
+    type: EventType
+    path: str = ""
+    scope: str = ""
+    attempt: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "type": str(self.type),
+            "path": self.path,
+            "scope": self.scope,
+            "attempt": self.attempt,
+            "data": self.data,
+            "ts": self.ts,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Event:
+        return cls(
+            run_id=RunId(row["run_id"]),
+            seq=int(row["seq"]),
+            type=EventType(row["type"]),
+            path=row.get("path") or "",
+            scope=row.get("scope") or "",
+            attempt=int(row.get("attempt") or 0),
+            data=dict(row.get("data") or {}),
+            ts=float(row["ts"]),
+        )

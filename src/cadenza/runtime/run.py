@@ -1,0 +1,134 @@
+"""One run in progress: its log position, folded progress, and the commit path every step
+result goes through (store first, then the fold, then observers)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from cadenza.graph.ir import Graph, WorkflowIR
+from cadenza.ids import RunId
+from cadenza.observe.base import Observer, notify
+from cadenza.runtime.events import Event, EventType
+from cadenza.runtime.progress import Progress
+from cadenza.runtime.scheduler import GraphDriver
+from cadenza.runtime.scope import Scope
+from cadenza.runtime.state import apply_update
+from cadenza.runtime.status import WorkflowStatus, check_transition
+from cadenza.store.base import Store
+
+#: A snapshot of the folded progress is stored with every this-many events.
+SNAPSHOT_EVERY = 200
+
+
+class RunExecution:
+    def __init__(
+        self,
+        *,
+        run_id: RunId,
+        ir: WorkflowIR,
+        store: Store,
+        progress: Progress,
+        observers: Sequence[Observer] = (),
+        thread_pool: Executor | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.ir = ir
+        self.store = store
+        self.progress = progress
+        self.observers = tuple(observers)
+        self.thread_pool = thread_pool
+        self.limit = asyncio.Semaphore(ir.config.max_parallel_steps)
+        self.reducers = ir.schema.reducers
+        self.top = Scope(key="", state=progress.state)
+        self._notes: list[Event] = []
+        self._since_snapshot = 0
+
+    # -- log -------------------------------------------------------------------------------
+
+    def _event(
+        self, type: EventType, path: str, scope: str, attempt: int, data: dict[str, Any] | None
+    ) -> Event:
+        self.progress.seq += 1
+        return Event(self.run_id, self.progress.seq, type, path, scope, attempt, data or {})
+
+    async def commit(
+        self,
+        type: EventType,
+        path: str = "",
+        *,
+        scope: Scope | None = None,
+        attempt: int = 0,
+        data: dict[str, Any] | None = None,
+        status: WorkflowStatus | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Store an event durably (with any notes before it, in one append), fold it, apply
+        its updates to ``scope`` and tell observers. Returns once the store has committed.
+
+        The event is numbered and handed to the store without an ``await`` in between, so
+        concurrent steps of one run append in sequence order."""
+        event = self._event(type, path, scope.key if scope else "", attempt, data)
+        batch: Sequence[Event] = (event,)
+        if self._notes:
+            batch, self._notes = (*self._notes, event), []
+        applied = self.progress.apply(event)
+        if scope is not None and scope.key:
+            for update in applied:
+                apply_update(scope.state, update, self.reducers)
+        self._since_snapshot += len(batch)
+        snapshot = None
+        if self._since_snapshot >= SNAPSHOT_EVERY:
+            snapshot = self.progress.snapshot()
+            self._since_snapshot = 0
+        await self.store.append(self.run_id, batch, status=status, error=error, snapshot=snapshot)
+        if self.observers:
+            for e in batch:
+                notify(self.observers, e, workflow=self.ir.name)
+
+    def note(
+        self,
+        type: EventType,
+        path: str = "",
+        *,
+        scope: Scope | None = None,
+        attempt: int = 0,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """An informational event (not needed to resume): stored with the next commit."""
+        event = self._event(type, path, scope.key if scope else "", attempt, data)
+        self.progress.apply(event)
+        self._notes.append(event)
+
+    async def set_status(self, new: WorkflowStatus, *, reason: str | None = None) -> None:
+        check_transition(self.progress.status, new)
+        data: dict[str, Any] = {"from": str(self.progress.status), "to": str(new)}
+        if reason:
+            data["reason"] = reason
+        await self.commit(EventType.STATUS, data=data, status=new, error=reason)
+
+    # -- graphs ----------------------------------------------------------------------------
+
+    async def run_graph(self, graph: Graph, scope: Scope, prefix: str) -> None:
+        """Drive ``graph`` in ``scope``; steps already recorded as done are not run again."""
+        from cadenza.steps import EXECUTORS
+
+        done = self.progress.done
+
+        async def run_step(name: str) -> tuple[str, ...] | None:
+            path = prefix + name
+            recorded = done.get(path)
+            if recorded is not None:
+                route = recorded.get("route")
+                return tuple(route) if route is not None else None
+            step = graph.steps[name]
+            return await EXECUTORS[step.kind](self, step, scope, path)
+
+        def on_skip(name: str) -> None:
+            path = prefix + name
+            if path not in done:
+                self.note(EventType.STEP_SKIPPED, path, scope=scope, data={"reason": "no route"})
+
+        await GraphDriver(graph, run_step, on_skip).run()

@@ -1,0 +1,29 @@
+"""One executor per step kind. An executor runs one step instance and returns the successors
+it routes to (``None``: all of them)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from cadenza.graph.ir import Step, StepKind
+from cadenza.runtime.scope import Scope
+from cadenza.steps.conditional import execute_conditional
+from cadenza.steps.loop import execute_loop
+from cadenza.steps.parallel import execute_map, execute_parallel
+from cadenza.steps.task import execute_task
+from cadenza.steps.wait import execute_wait
+
+if TYPE_CHECKING:
+    from cadenza.runtime.run import RunExecution
+
+Executor = Callable[["RunExecution", Step, Scope, str], Awaitable[Any]]
+
+EXECUTORS: dict[StepKind, Executor] = {
+    StepKind.TASK: execute_task,
+    StepKind.PARALLEL: execute_parallel,
+    StepKind.MAP: execute_map,
+    StepKind.CONDITIONAL: execute_conditional,
+    StepKind.LOOP: execute_loop,
+    StepKind.WAIT: execute_wait,
+}
