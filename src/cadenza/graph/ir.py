@@ -127,7 +127,7 @@ class Graph:
         preds: dict[str, list[str]] = {n: [] for n in steps}
         succs: dict[str, list[str]] = {n: [] for n in steps}
         for a, b in edges:
-            if b not in preds[a] and a in succs and b in preds:
+            if a in succs and b in preds and a not in preds[b]:
                 succs[a].append(b)
                 preds[b].append(a)
         return cls(

@@ -103,16 +103,26 @@ def _check_edges(graph: Graph, path: str) -> None:
 
 
 def _check_cycles(graph: Graph, path: str) -> None:
+    """Iterative depth-first search (graphs of thousands of steps are normal)."""
     white, grey, black = 0, 1, 2
     color = dict.fromkeys(graph.steps, white)
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        color[node] = grey
-        stack.append(node)
-        for nxt in graph.succs[node]:
+    for root in graph.steps:
+        if color[root] != white:
+            continue
+        color[root] = grey
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:
+            node, i = stack[-1]
+            succs = graph.succs[node]
+            if i == len(succs):
+                color[node] = black
+                stack.pop()
+                continue
+            stack[-1] = (node, i + 1)
+            nxt = succs[i]
             if color[nxt] == grey:
-                cycle = [*stack[stack.index(nxt) :], nxt]
+                names = [n for n, _ in stack]
+                cycle = [*names[names.index(nxt) :], nxt]
                 raise DefinitionError(
                     "cycle without a loop guard: "
                     + " → ".join(cycle)
@@ -120,13 +130,8 @@ def _check_cycles(graph: Graph, path: str) -> None:
                     path=path,
                 )
             if color[nxt] == white:
-                visit(nxt)
-        stack.pop()
-        color[node] = black
-
-    for node in graph.steps:
-        if color[node] == white:
-            visit(node)
+                color[nxt] = grey
+                stack.append((nxt, 0))
 
 
 def _check_reachable(graph: Graph, path: str) -> None:
@@ -143,7 +148,7 @@ def _check_reachable(graph: Graph, path: str) -> None:
         raise DefinitionError(
             f"{_keys(unreachable, 'step')} unreachable from the start "
             f"({', '.join(graph.entry)}); connect {'it' if len(unreachable) == 1 else 'them'} "
-            "with wf.edge(...) or wf.chain(...)",
+            "with wf.edge(...) or wf.chain(...), or name every first step with wf.start(...)",
             path=f"{path}.{unreachable[0]}",
         )
 

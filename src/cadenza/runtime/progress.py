@@ -4,15 +4,20 @@ the same fold, which is what makes resuming exact."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import pydantic_core
 
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.state import Reducer, apply_update
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import Snapshot
+
+
+#: The parts of a completion that replay needs (routes taken, loop exits); the rest is history.
+_REPLAYED = frozenset({"route", "join", "iterations", "exit"})
 
 
 @dataclass(slots=True)
@@ -41,7 +46,7 @@ class Progress:
                 applied.extend(self.buffers.pop(key, ()))
             for u in applied:
                 self._apply(event.scope, u)
-            self.done[event.path] = {k: v for k, v in data.items() if k != "update"}
+            self.done[event.path] = {k: v for k, v in data.items() if k in _REPLAYED}
         elif kind is EventType.LOOP_ITERATION:
             self.done[event.path] = dict(event.data)
         elif kind is EventType.STEP_FAILED:
@@ -70,6 +75,8 @@ class Progress:
     # -- snapshots -------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
+        """A detached copy of the progress (a JSON round trip: fast, and exactly what a
+        durable store would give back)."""
         body = {
             "values": self.state,
             "done": self.done,
@@ -78,7 +85,8 @@ class Progress:
             "fanout": self.fanout,
             "status": str(self.status),
         }
-        return Snapshot(seq=self.seq, state=copy.deepcopy(body), buffers=copy.deepcopy(self.buffers))
+        copied = pydantic_core.from_json(pydantic_core.to_json([body, self.buffers]))
+        return Snapshot(seq=self.seq, state=copied[0], buffers=copied[1])
 
     @classmethod
     def restore(cls, reducers: Mapping[str, Reducer], snapshot: Snapshot | None) -> Progress:

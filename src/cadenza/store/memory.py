@@ -3,9 +3,10 @@ process. Use it in tests of your own workflows."""
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Collection, Sequence
+
+import pydantic_core
 
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
@@ -18,7 +19,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._runs: dict[RunId, RunRecord] = {}
         self._events: dict[RunId, list[Event]] = {}
-        self._snapshots: dict[RunId, Snapshot] = {}
+        self._snapshots: dict[RunId, tuple[int, bytes]] = {}
 
     async def open(self) -> None:
         return None
@@ -56,7 +57,9 @@ class MemoryStore:
                 updated_at=time.time(),
             )
         if snapshot is not None:
-            self._snapshots[run_id] = copy.deepcopy(snapshot)
+            # Stored as JSON, like the durable stores: what cannot be stored fails here too.
+            body = pydantic_core.to_json([snapshot.state, snapshot.buffers])
+            self._snapshots[run_id] = (snapshot.seq, body)
 
     async def get_run(self, run_id: RunId) -> RunRecord:
         try:
@@ -88,8 +91,11 @@ class MemoryStore:
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None:
         if run_id not in self._runs:
             raise RunNotFound(run_id)
-        snap = self._snapshots.get(run_id)
-        return copy.deepcopy(snap) if snap is not None else None
+        stored = self._snapshots.get(run_id)
+        if stored is None:
+            return None
+        state, buffers = pydantic_core.from_json(stored[1])
+        return Snapshot(seq=stored[0], state=state, buffers=buffers)
 
     async def claim(
         self, run_id: RunId, owner: str, *, lease_until: float, steal: bool = False
