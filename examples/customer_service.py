@@ -3,7 +3,9 @@
 classify_inquiry → route_to_specialist (CONDITIONAL) → billing | technical | shipping | general
 → generate_response (PARALLEL drafts, joined in order) → compose_reply → quality_check
 
-Run it:  cadenza run examples/customer_service.py --input '{"inquiry": "I was charged twice for order 1234"}'
+Run it:
+    cadenza run examples/customer_service.py \
+        --input '{"inquiry": "I was charged twice for order 1234"}'
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ def billing_specialist(state: SupportState) -> SupportState:
     order = state.get("order_id")
     found = [f"Billing review of order {order}" if order else "Billing review of the account"]
     if "twice" in state["inquiry"].lower() or "double" in state["inquiry"].lower():
-        found.append("duplicate charge confirmed; the second charge is refunded in 3-5 business days")
+        found.append(
+            "duplicate charge confirmed; the second charge is refunded in 3-5 business days"
+        )
     else:
         found.append("charges match the invoice; a detailed statement is attached")
     return {"specialist": "billing", "findings": found}
@@ -111,7 +115,11 @@ workflow.conditional(
 
 async def draft_greeting(state: SupportState, ctx: ExecutionContext) -> SupportState:
     tier = state.get("customer_tier", "standard")
-    sorry = "We are sorry for the trouble" if state.get("urgency") == "high" else "Thank you for reaching out"
+    sorry = (
+        "We are sorry for the trouble"
+        if state.get("urgency") == "high"
+        else "Thank you for reaching out"
+    )
     prefix = "As a valued premium customer: " if tier == "premium" else ""
     return {"drafts": [{"part": "greeting", "text": f"{prefix}{sorry}."}]}
 
@@ -125,7 +133,14 @@ async def draft_resolution(state: SupportState) -> SupportState:
 async def draft_next_steps(state: SupportState) -> SupportState:
     order = state.get("order_id")
     ref = f" about order {order}" if order else ""
-    return {"drafts": [{"part": "next_steps", "text": f"Reply to this message if you have more questions{ref}."}]}
+    return {
+        "drafts": [
+            {
+                "part": "next_steps",
+                "text": f"Reply to this message if you have more questions{ref}.",
+            }
+        ]
+    }
 
 
 workflow.parallel(
@@ -147,7 +162,10 @@ def quality_check(state: SupportState) -> SupportState:
         "short_enough": len(reply) <= 600,
         "no_promises_of_compensation": "compensation" not in reply.lower(),
     }
-    return {"quality": {"passed": all(checks.values()), "checks": checks}, "approved": all(checks.values())}
+    return {
+        "quality": {"passed": all(checks.values()), "checks": checks},
+        "approved": all(checks.values()),
+    }
 
 
 workflow.chain(classify_inquiry, "route_to_specialist")

@@ -128,10 +128,17 @@ class _Progress:
 
 def _print_result(result: Any, as_json: bool) -> None:
     if as_json:
-        out.print_json(dumps({
-            "run_id": result.run_id, "workflow": result.workflow, "status": str(result.status),
-            "error": result.error, "state": result.state,
-        }))
+        out.print_json(
+            dumps(
+                {
+                    "run_id": result.run_id,
+                    "workflow": result.workflow,
+                    "status": str(result.status),
+                    "error": result.error,
+                    "state": result.state,
+                }
+            )
+        )
     else:
         color = "green" if result.status is WorkflowStatus.COMPLETED else "red"
         out.print(f"run {result.run_id} [bold {color}]{result.status}[/]", highlight=False)
@@ -175,7 +182,9 @@ def run(
 
 @app.command()
 def resume(
-    run_id: Annotated[str | None, typer.Argument(help="A run id; default: every unfinished run.")] = None,
+    run_id: Annotated[
+        str | None, typer.Argument(help="A run id; default: every unfinished run.")
+    ] = None,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     log_level: LogOption = "WARNING",
@@ -227,7 +236,10 @@ def runs_list(
     table = Table("run", "workflow", "status", "created", "duration", "error")
     for r in records:
         table.add_row(
-            r.run_id, r.workflow, _status(r.status), _when(r.created_at),
+            r.run_id,
+            r.workflow,
+            _status(r.status),
+            _when(r.created_at),
             _secs(r.updated_at - r.created_at) if r.status.terminal else "",
             (r.error or "")[:60],
         )
@@ -252,17 +264,29 @@ def runs_show(
     record, result, events = _run(main)
     rows = timeline(events)
     if as_json:
-        out.print_json(dumps({
-            **_record_json(record),
-            "state": result.state,
-            "timeline": [
-                {"step": r.path, "status": r.status, "attempts": r.attempts,
-                 "duration_s": r.duration, "error": r.error, "route": r.route}
-                for r in rows
-            ],
-        }))
+        out.print_json(
+            dumps(
+                {
+                    **_record_json(record),
+                    "state": result.state,
+                    "timeline": [
+                        {
+                            "step": r.path,
+                            "status": r.status,
+                            "attempts": r.attempts,
+                            "duration_s": r.duration,
+                            "error": r.error,
+                            "route": r.route,
+                        }
+                        for r in rows
+                    ],
+                }
+            )
+        )
         return
-    out.print(f"[bold]{record.workflow}[/] run {record.run_id}  {_status(record.status)}", highlight=False)
+    out.print(
+        f"[bold]{record.workflow}[/] run {record.run_id}  {_status(record.status)}", highlight=False
+    )
     out.print(
         f"version {record.version} · created {_when(record.created_at)} · "
         f"updated {_when(record.updated_at)} · {len(events)} events",
@@ -296,9 +320,15 @@ def runs_cancel(
 
 def _record_json(r: Any) -> dict[str, Any]:
     return {
-        "run_id": r.run_id, "workflow": r.workflow, "version": r.version, "status": str(r.status),
-        "created_at": r.created_at, "updated_at": r.updated_at, "error": r.error,
-        "input": r.input, "target": r.target,
+        "run_id": r.run_id,
+        "workflow": r.workflow,
+        "version": r.version,
+        "status": str(r.status),
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "error": r.error,
+        "input": r.input,
+        "target": r.target,
     }
 
 

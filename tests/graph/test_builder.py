@@ -79,7 +79,10 @@ def test_cycle_without_loop_guard_shows_the_cycle() -> None:
 def test_writes_outside_the_schema_are_refused() -> None:
     wf = Workflow("writes", state=S)
     wf.task(a, writes=["amount", "amuont"])
-    assert "writes key 'amuont' that the state schema S lacks — did you mean 'amount'?" in compile_error(wf)
+    assert (
+        "writes key 'amuont' that the state schema S lacks — did you mean 'amount'?"
+        in compile_error(wf)
+    )
 
 
 class Wrong(TypedDict):
@@ -100,7 +103,10 @@ def test_condition_referring_to_missing_field() -> None:
     wf.task(a)
     wf.conditional("pick", {a: "amout > 5"})
     wf.start("pick")
-    assert "refers to key 'amout' that the state schema S lacks — did you mean 'amount'?" in compile_error(wf)
+    assert (
+        "refers to key 'amout' that the state schema S lacks — did you mean 'amount'?"
+        in compile_error(wf)
+    )
 
 
 def test_malformed_expression_fails_with_its_column() -> None:

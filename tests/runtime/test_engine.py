@@ -161,7 +161,7 @@ async def test_resume_of_unknown_workflow_says_how_to_fix_it() -> None:
     await asyncio.sleep(0.01)
     await engine.close()
     async with Engine(store) as second:
-        with pytest.raises(CadenzaError, match="register it with engine.register"):
+        with pytest.raises(CadenzaError, match=r"register it with engine\.register"):
             await second.resume(run_id)
 
 
@@ -205,9 +205,7 @@ async def test_fold_from_snapshot_equals_fold_from_scratch(monkeypatch: pytest.M
 
     wf.task(lambda s: {"log": ["start"]}, name="start")
     wf.map("each", items="items", branch=branch)
-    wf.loop(
-        "again", body=lambda s: {"n": s.get("n", 0) + 1}, until="n >= 3", max_iterations=5
-    )
+    wf.loop("again", body=lambda s: {"n": s.get("n", 0) + 1}, until="n >= 3", max_iterations=5)
     async with Engine(MemoryStore()) as engine:
         result = await engine.run(wf, {"items": [3, 1, 2]})
         events = await engine.store.read_events(result.run_id)

@@ -43,7 +43,8 @@ def routing_workflow(mode: str = "first") -> Workflow:
 
 async def test_first_match_routes_to_one_step_and_skips_the_others(engine: Engine) -> None:
     result = await engine.run(
-        routing_workflow(), {"amount": 20000, "confidence": 0.5, "premium_customer": True, "path": []}
+        routing_workflow(),
+        {"amount": 20000, "confidence": 0.5, "premium_customer": True, "path": []},
     )
     assert result.ok
     assert result.state["path"] == ["start", "big", "end"]
@@ -120,7 +121,9 @@ async def test_loop_repeats_until_the_exit_condition(engine: Engine) -> None:
     assert result.state["path"] == ["bump0", "bump1", "bump2"]
     events = await engine.store.read_events(result.run_id)
     assert [e.path for e in events if e.type == "loop_iteration"] == [
-        "repeat#1", "repeat#2", "repeat#3"
+        "repeat#1",
+        "repeat#2",
+        "repeat#3",
     ]
 
 

@@ -69,6 +69,7 @@ async def test_max_concurrent_limits_branches(engine: Engine) -> None:
 
     branches = []
     for i in range(6):
+
         async def b(state: S) -> None:
             await busy(state)
 

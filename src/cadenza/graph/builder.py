@@ -6,6 +6,7 @@ When a workflow declares no edges and no conditional, its steps run in declarati
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import pairwise
 from typing import Any, TypeVar, overload
 
 from cadenza.errors import DefinitionError, ExpressionError
@@ -116,9 +117,7 @@ class Workflow:
         path = f"steps.{name}"
         if not branches:
             raise DefinitionError("a parallel step needs at least one branch", path=path)
-        graphs = tuple(
-            self._branch(b, f"{path}.branches[{i}]") for i, b in enumerate(branches)
-        )
+        graphs = tuple(self._branch(b, f"{path}.branches[{i}]") for i, b in enumerate(branches))
         return self._add(
             Step(
                 name=name,
@@ -251,7 +250,7 @@ class Workflow:
 
     def chain(self, *refs: StepRef) -> Workflow:
         """``a → b → c``."""
-        for a, b in zip(refs, refs[1:], strict=False):
+        for a, b in pairwise(refs):
             self.edge(a, b)
         return self
 
@@ -278,7 +277,7 @@ class Workflow:
         has_conditional = any(s.kind is StepKind.CONDITIONAL for s in self._steps.values())
         names = list(self._steps)
         if not edges and not has_conditional:
-            edges = list(zip(names, names[1:], strict=False))
+            edges = list(pairwise(names))
         for step in self._steps.values():
             edges.extend((step.name, t) for t in step.targets())
         entry = tuple(dict.fromkeys(self._entry)) or (names[0],)
@@ -289,8 +288,7 @@ class Workflow:
     def _add(self, step: Step) -> str:
         if step.name in self._steps:
             raise DefinitionError(
-                f"duplicate step name {step.name!r}; give one of them another name "
-                "(name=...)",
+                f"duplicate step name {step.name!r}; give one of them another name (name=...)",
                 path=f"steps.{step.name}",
             )
         if step.name == START:
@@ -333,12 +331,14 @@ class Workflow:
                 raise DefinitionError(f"duplicate step name {step.name!r}", path=f"{path}[{i}]")
             steps[step.name] = step
         names = list(steps)
-        return Graph.build(steps, tuple(zip(names, names[1:], strict=False)), (names[0],))
+        return Graph.build(steps, tuple(pairwise(names)), (names[0],))
 
 
 def _policy(timeout: float | None, retries: int | None, delay: float, path: str) -> StepPolicy:
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise DefinitionError("timeout must be a positive number of seconds", path=f"{path}.timeout")
+        raise DefinitionError(
+            "timeout must be a positive number of seconds", path=f"{path}.timeout"
+        )
     if retries is not None and (not isinstance(retries, int) or retries < 0):
         raise DefinitionError("retries must be an integer >= 0", path=f"{path}.retries")
     if delay < 0:
@@ -354,7 +354,9 @@ def _condition(cond: str | Callable[..., Any], path: str) -> Condition:
             raise DefinitionError(str(exc), path=path) from exc
     if callable(cond):
         return cond
-    raise DefinitionError(f"a condition is an expression string or a function, got {cond!r}", path=path)
+    raise DefinitionError(
+        f"a condition is an expression string or a function, got {cond!r}", path=path
+    )
 
 
 def _positive(value: int | None, path: str) -> int | None:

@@ -58,9 +58,10 @@ class Handler:
 
     @property
     def qualname(self) -> str:
-        module = getattr(self.fn, "__module__", "") or ""
-        name = getattr(self.fn, "__qualname__", None) or type(self.fn).__qualname__
-        return f"{module}.{name}"
+        """The function's qualified name. The module is left out on purpose: the same file
+        imported under another module name (a script, the CLI's loader) is the same
+        definition and must hash the same."""
+        return getattr(self.fn, "__qualname__", None) or type(self.fn).__qualname__
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +195,9 @@ def _describe_step(step: Step) -> dict[str, Any]:
     if step.body is not None:
         out["body"] = step.body.describe()
     if step.items is not None:
-        out["items"] = step.items if isinstance(step.items, str) else _describe_condition(step.items)
+        out["items"] = (
+            step.items if isinstance(step.items, str) else _describe_condition(step.items)
+        )
     if step.until is not None:
         out["until"] = _describe_condition(step.until)
         out["max_iterations"] = step.max_iterations

@@ -65,7 +65,9 @@ class LoggingObserver:
             if data.get("reason"):
                 fields["reason"] = data["reason"]
         elif event.type is EventType.STEP_FAILED:
-            fields.update(error=data.get("error"), error_type=data.get("error_type"), retry=data.get("retry"))
+            fields.update(
+                error=data.get("error"), error_type=data.get("error_type"), retry=data.get("retry")
+            )
         elif event.type is EventType.STEP_COMPLETED and "route" in data:
             fields["route"] = data["route"]
         self._log.log(level, str(event.type), **fields)

@@ -146,12 +146,25 @@ class Engine:
             lease_until=now + LEASE_SECONDS,
         )
         progress = Progress(reducers=ir.schema.reducers)
-        created = Event(rid, 1, EventType.RUN_CREATED, data={
-            "workflow": ir.name, "version": ir.version, "input": values,
-        })
-        running = Event(rid, 2, EventType.STATUS, data={
-            "from": str(WorkflowStatus.INITIALIZING), "to": str(WorkflowStatus.RUNNING),
-        })
+        created = Event(
+            rid,
+            1,
+            EventType.RUN_CREATED,
+            data={
+                "workflow": ir.name,
+                "version": ir.version,
+                "input": values,
+            },
+        )
+        running = Event(
+            rid,
+            2,
+            EventType.STATUS,
+            data={
+                "from": str(WorkflowStatus.INITIALIZING),
+                "to": str(WorkflowStatus.RUNNING),
+            },
+        )
         await self.store.create_run(record, (created, running))
         progress.apply_all((created, running))
         self._launch(ir, rid, progress, record.deadline)
@@ -187,7 +200,9 @@ class Engine:
             return await self.result(rid)
         ir = self._resolve(record, workflow)
         lease = time.time() + LEASE_SECONDS
-        if not await self.store.claim(rid, self.owner, lease_until=lease, steal=owner_is_dead(record.owner)):
+        if not await self.store.claim(
+            rid, self.owner, lease_until=lease, steal=owner_is_dead(record.owner)
+        ):
             raise CadenzaError(
                 f"run {rid} is being executed by {record.owner} (lease until "
                 f"{time.strftime('%H:%M:%S', time.localtime(record.lease_until or 0))}); "
@@ -202,25 +217,19 @@ class Engine:
         """Resume every unfinished run whose engine is gone; wait for them all."""
         await self.open()
         runs = await self.store.list_runs(status=ACTIVE, limit=100_000)
-        waiting: list[asyncio.Future[RunResult]] = []
-        for record in runs:
-            if record.run_id in self._active:
-                continue
-            if record.owner and record.owner != self.owner and not owner_is_dead(record.owner):
-                if (record.lease_until or 0) > time.time():
-                    continue
-            try:
-                waiting.append(asyncio.ensure_future(self.resume(record.run_id)))
-                await asyncio.sleep(0)
-            except CadenzaError as exc:
-                _log.warning("resume_skipped", run_id=record.run_id, reason=str(exc))
-        results = await asyncio.gather(*waiting, return_exceptions=True)
+        now = time.time()
+        todo = [
+            r.run_id
+            for r in runs
+            if r.run_id not in self._active and not _held_elsewhere(r, self.owner, now)
+        ]
+        results = await asyncio.gather(*(self.resume(rid) for rid in todo), return_exceptions=True)
         out: list[RunResult] = []
-        for r in results:
-            if isinstance(r, BaseException):
-                _log.warning("resume_failed", error=str(r))
+        for run_id, result in zip(todo, results, strict=True):
+            if isinstance(result, BaseException):
+                _log.warning("resume_failed", run_id=run_id, error=str(result))
             else:
-                out.append(r)
+                out.append(result)
         return out
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> RunResult:
@@ -238,9 +247,16 @@ class Engine:
         check_transition(record.status, WorkflowStatus.CANCELLED)
         events = await self.store.read_events(rid)
         seq = events[-1].seq + 1 if events else 1
-        event = Event(rid, seq, EventType.STATUS, data={
-            "from": str(record.status), "to": str(WorkflowStatus.CANCELLED), "reason": reason,
-        })
+        event = Event(
+            rid,
+            seq,
+            EventType.STATUS,
+            data={
+                "from": str(record.status),
+                "to": str(WorkflowStatus.CANCELLED),
+                "reason": reason,
+            },
+        )
         await self.store.append(rid, (event,), status=WorkflowStatus.CANCELLED, error=reason)
         return await self.result(rid)
 
@@ -317,8 +333,7 @@ class Engine:
                     await run.run_graph(run.ir.graph, run.top, "")
             except TimeoutError:
                 raise _TimedOut(
-                    f"workflow timed out after {run.ir.config.timeout:g}s "
-                    "(configuration 'timeout')"
+                    f"workflow timed out after {run.ir.config.timeout:g}s (configuration 'timeout')"
                 ) from None
             await run.set_status(WorkflowStatus.COMPLETED)
         except (StepFailed, _TimedOut) as exc:
@@ -356,6 +371,13 @@ class Engine:
                 if not held:
                     _log.warning("lease_lost", run_id=run_id)
                     task.cancel()
+
+
+def _held_elsewhere(record: RunRecord, owner: str, now: float) -> bool:
+    """The run's lease belongs to another engine that is alive and has not let it expire."""
+    if record.owner in (None, owner) or owner_is_dead(record.owner):
+        return False
+    return (record.lease_until or 0) > now
 
 
 class _TimedOut(CadenzaError):

@@ -15,7 +15,6 @@ from cadenza.runtime.state import Reducer, apply_update
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import Snapshot
 
-
 #: The parts of a completion that replay needs (routes taken, loop exits); the rest is history.
 _REPLAYED = frozenset({"route", "join", "iterations", "exit"})
 

@@ -6,6 +6,7 @@ every other field is last-write-wins."""
 
 from __future__ import annotations
 
+import contextlib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ class FieldSpec:
     def reducer_name(self) -> str:
         if self.reducer is None:
             return "last"
-        return f"{getattr(self.reducer, '__module__', '')}.{_qualname(self.reducer)}"
+        return _qualname(self.reducer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,9 @@ class StateSchema:
         return out
 
 
-def apply_update(state: dict[str, Any], update: Mapping[str, Any], reducers: Mapping[str, Reducer]) -> None:
+def apply_update(
+    state: dict[str, Any], update: Mapping[str, Any], reducers: Mapping[str, Reducer]
+) -> None:
     """Merge ``update`` into ``state`` in place, through the field reducers."""
     if not reducers:
         state.update(update)
@@ -119,10 +122,8 @@ def _adapter(tp: Any) -> TypeAdapter[Any]:
         return _ADAPTERS[tp]
     except (KeyError, TypeError):
         adapter: TypeAdapter[Any] = TypeAdapter(tp)
-        try:
+        with contextlib.suppress(TypeError):  # unhashable types are not cached
             _ADAPTERS[tp] = adapter
-        except TypeError:
-            pass
         return adapter
 
 

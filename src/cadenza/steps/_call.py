@@ -25,7 +25,9 @@ class BadStepResult(CadenzaError):
     """A handler returned something that is not a valid state update (never retried)."""
 
 
-def context(run: RunExecution, scope: Scope, path: str, name: str, attempt: int) -> ExecutionContext:
+def context(
+    run: RunExecution, scope: Scope, path: str, name: str, attempt: int
+) -> ExecutionContext:
     return ExecutionContext(
         run_id=run.run_id,
         workflow=run.ir.name,
@@ -39,7 +41,10 @@ def context(run: RunExecution, scope: Scope, path: str, name: str, attempt: int)
 
 
 async def call_handler(
-    run: RunExecution, handler: Handler, state: dict[str, Any], ctx: ExecutionContext,
+    run: RunExecution,
+    handler: Handler,
+    state: dict[str, Any],
+    ctx: ExecutionContext,
     timeout: float | None,
 ) -> Any:
     args = (state, ctx) if handler.wants_context else (state,)
@@ -77,7 +82,9 @@ def check_update(run: RunExecution, result: Any) -> dict[str, Any] | None:
     return update
 
 
-async def evaluate(cond: Condition, state: dict[str, Any], ctx: ExecutionContext | None = None) -> Any:
+async def evaluate(
+    cond: Condition, state: dict[str, Any], ctx: ExecutionContext | None = None
+) -> Any:
     """Evaluate a condition: an expression, or a predicate ``fn(state[, ctx])``."""
     if isinstance(cond, Expression):
         return cond.test(state)
@@ -88,4 +95,11 @@ async def evaluate(cond: Condition, state: dict[str, Any], ctx: ExecutionContext
     return bool(result)
 
 
-__all__ = ["BadStepResult", "ExpressionError", "call_handler", "check_update", "context", "evaluate"]
+__all__ = [
+    "BadStepResult",
+    "ExpressionError",
+    "call_handler",
+    "check_update",
+    "context",
+    "evaluate",
+]

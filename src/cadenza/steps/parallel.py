@@ -37,7 +37,9 @@ def _items(step: Step, state: dict[str, Any], path: str) -> list[Any]:
     source = step.items
     if isinstance(source, str):
         if source not in state:
-            raise StepFailed(path, f"map items key {source!r} is not in the state", error_type="KeyError")
+            raise StepFailed(
+                path, f"map items key {source!r} is not in the state", error_type="KeyError"
+            )
         value = state[source]
     else:
         assert source is not None

@@ -33,9 +33,7 @@ async def execute_task(run: RunExecution, step: Step, scope: Scope, path: str) -
         except Exception as exc:
             timed_out = isinstance(exc, TimeoutError)
             error_type = "Timeout" if timed_out else type(exc).__name__
-            message = (
-                f"timed out after {policy.timeout:g}s" if timed_out else first_line(exc)
-            )
+            message = f"timed out after {policy.timeout:g}s" if timed_out else first_line(exc)
             retry = attempt <= retries and not isinstance(exc, CadenzaError)
             await run.commit(
                 EventType.STEP_FAILED,

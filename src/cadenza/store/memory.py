@@ -77,7 +77,8 @@ class MemoryStore:
         runs = [
             r
             for r in self._runs.values()
-            if (status is None or r.status in status) and (workflow is None or r.workflow == workflow)
+            if (status is None or r.status in status)
+            and (workflow is None or r.workflow == workflow)
         ]
         runs.sort(key=lambda r: r.created_at, reverse=True)
         return runs[:limit]
