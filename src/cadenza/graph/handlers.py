@@ -33,10 +33,20 @@ def make_handler(fn: Callable[..., Any], *, path: str, inline: bool = False) -> 
             "(and optionally an ExecutionContext as its second)",
             path=path,
         )
-    wants_context = len(params) >= 2 or params[0].kind is inspect.Parameter.VAR_POSITIONAL
+    wants_context = len(params) >= 2 and _takes_context(params[1])
     if inline and is_async:
         inline = False
     return Handler(fn=fn, is_async=is_async, wants_context=wants_context, inline=inline)
+
+
+def _takes_context(param: inspect.Parameter) -> bool:
+    """A second parameter receives the context when it is required, or is named or annotated
+    as one (a defaulted extra parameter, as in ``def f(state, limit=3)``, is left alone)."""
+    if param.kind is inspect.Parameter.VAR_POSITIONAL or param.default is inspect.Parameter.empty:
+        return True
+    annotation = param.annotation
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return param.name in ("ctx", "context") or name.endswith("ExecutionContext")
 
 
 def step_name(fn: Callable[..., Any]) -> str:
