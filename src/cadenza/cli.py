@@ -192,18 +192,21 @@ def resume(
     """Continue unfinished runs (after a crash) from their last committed step."""
     configure_logging(log_level)
 
-    async def main() -> list[Any]:
+    async def main() -> tuple[list[Any], dict[str, str]]:
         async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
             if run_id:
-                return [await engine.resume(run_id)]
-            return await engine.resume_all()
+                return [await engine.resume(run_id)], {}
+            report = await engine.resume_all()
+            return report.results, report.errors
 
-    results = _run(main)
-    if not results:
+    results, errors = _run(main)
+    if not results and not errors:
         err.print("nothing to resume")
     for result in results:
         _print_result(result, as_json)
-    failed = any(r.status is not WorkflowStatus.COMPLETED for r in results)
+    for rid, reason in errors.items():
+        err.print(f"[bold red]error:[/] run {rid} not resumed: {reason}", highlight=False)
+    failed = errors or any(r.status is not WorkflowStatus.COMPLETED for r in results)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -233,7 +236,8 @@ def runs_list(
     if as_json:
         out.print_json(dumps([_record_json(r) for r in records]))
         return
-    table = Table("run", "workflow", "status", "created", "duration", "error")
+    table = Table("workflow", "status", "created", "duration", "error")
+    table.add_column("run", no_wrap=True, min_width=32)
     for r in records:
         table.add_row(
             r.run_id,

@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -51,6 +51,12 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status is WorkflowStatus.COMPLETED
+
+
+@dataclass(slots=True)
+class ResumeReport:
+    results: list[RunResult] = field(default_factory=list)
+    errors: dict[RunId, str] = field(default_factory=dict)
 
 
 class Engine:
@@ -213,8 +219,9 @@ class Engine:
         self._launch(ir, rid, progress, record.deadline)
         return await self.wait(rid)
 
-    async def resume_all(self) -> list[RunResult]:
-        """Resume every unfinished run whose engine is gone; wait for them all."""
+    async def resume_all(self) -> ResumeReport:
+        """Resume every unfinished run whose engine is gone; wait for them all. Runs that
+        cannot be resumed (unknown or changed definition) are reported, not raised."""
         await self.open()
         runs = await self.store.list_runs(status=ACTIVE, limit=100_000)
         now = time.time()
@@ -224,13 +231,16 @@ class Engine:
             if r.run_id not in self._active and not _held_elsewhere(r, self.owner, now)
         ]
         results = await asyncio.gather(*(self.resume(rid) for rid in todo), return_exceptions=True)
-        out: list[RunResult] = []
+        report = ResumeReport()
         for run_id, result in zip(todo, results, strict=True):
-            if isinstance(result, BaseException):
+            if isinstance(result, CadenzaError):
                 _log.warning("resume_failed", run_id=run_id, error=str(result))
+                report.errors[run_id] = str(result)
+            elif isinstance(result, BaseException):
+                raise result
             else:
-                out.append(result)
-        return out
+                report.results.append(result)
+        return report
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> RunResult:
         """Cancel a run: stop its steps and record CANCELLED. A run executing in another
