@@ -175,13 +175,15 @@ class Workflow:
                     "give routes as {target: condition} or a router function", path=path
                 )
             for i, (target, cond) in enumerate(routes.items()):
-                compiled.append(Route(self._ref(target), _condition(cond, f"{path}.routes[{i}]")))
+                compiled.append(
+                    Route(self._target(target), _condition(cond, f"{path}.routes[{i}]"))
+                )
         else:
             if routes is None or isinstance(routes, Mapping | str):
                 raise DefinitionError(
                     "a router needs the list of steps it may return: routes=[...]", path=path
                 )
-            compiled = [Route(self._ref(t)) for t in routes]
+            compiled = [Route(self._target(t)) for t in routes]
         return self._add(
             Step(
                 name=name,
@@ -190,7 +192,7 @@ class Workflow:
                 router=make_handler(router, path=f"{path}.router", inline=True)
                 if router is not None
                 else None,
-                default=self._ref(default) if default is not None else None,
+                default=self._target(default) if default is not None else None,
                 mode=_enum(RouteMode, mode, f"{path}.mode"),
             )
         )
@@ -307,6 +309,13 @@ class Workflow:
                 "add it with @wf.step or wf.task first"
             )
         return name
+
+    def _target(self, ref: StepRef) -> str:
+        """A route target: a step name, a step's function, or a new function (added as a
+        task, so routes can name their handlers directly)."""
+        if not isinstance(ref, str) and id(ref) not in self._names:
+            return self.task(ref)
+        return self._ref(ref)
 
     def _branch(self, spec: Any, path: str) -> Graph:
         if isinstance(spec, Workflow):
