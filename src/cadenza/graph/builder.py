@@ -166,7 +166,8 @@ class Workflow:
         Either ``routes`` maps each target step to an expression (``"amount > 10000"``) or a
         predicate ``fn(state) -> bool``; or ``router(state)`` returns the target name (or a
         list of names, or ``None``) and ``routes`` lists the targets it may return. With no
-        match the ``default`` runs; with no default, nothing downstream of this step runs."""
+        match the ``default`` runs; with no default, nothing downstream of this step runs.
+        A target given as a function that is not a step yet is added as a task."""
         path = f"steps.{name}"
         compiled: list[Route] = []
         if router is None:
