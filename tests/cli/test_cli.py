@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from typer.testing import CliRunner
 
 from cadenza.cli import app
@@ -137,3 +139,9 @@ def test_show_unknown_run(db: Path) -> None:
 def test_resume_with_nothing_to_do(db: Path) -> None:
     code, _, err = invoke("resume")
     assert code == 0 and "nothing to resume" in err
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()

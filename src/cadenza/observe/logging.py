@@ -22,15 +22,14 @@ def configure_logging(
     level: str | int = "INFO", *, json: bool | None = None, stream: TextIO | None = None
 ) -> None:
     """Set up structlog for Cadenza: ``json=None`` picks JSON unless ``stream`` is a TTY."""
-    stream = stream or sys.stderr
     if isinstance(level, str):
         level = logging.getLevelNamesMapping()[level.upper()]
+    target: Any = stream if stream is not None else _CurrentStderr()
+    tty = target.isatty()
     if json is None:
-        json = not stream.isatty()
+        json = not tty
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=tty)
     )
     structlog.configure(
         processors=[
@@ -41,9 +40,23 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(target),
         cache_logger_on_first_use=False,
     )
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written (it may be replaced after setup, as
+    test runners and embedding applications do)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 class LoggingObserver:

@@ -55,11 +55,20 @@ class Store(Protocol):
     Rules every implementation keeps:
 
     - ``append`` is atomic: all of its events, the status change and the snapshot are stored
-      together or not at all; a taken ``(run_id, seq)`` raises :class:`ConflictError` and
-      stores nothing.
+      together or not at all. Events must continue the log exactly (``seq`` = last + 1, no
+      gaps); a taken or skipped ``seq`` raises :class:`ConflictError` and stores nothing.
+    - Appends are applied in the order they were called (concurrent runs may share one
+      transaction: group commit). An append that is cancelled may or may not be stored: the
+      caller re-reads the log.
+    - Values are JSON: what ``pydantic_core.to_json`` cannot encode is refused with
+      :class:`StoreError`; models come back as dicts.
     - ``append(..., durable=False)`` may hold the events back and write them with the next
       durable append of the same store (they are informational, e.g. ``step_started``).
     - Runs are listed newest first.
+    - Leases compare ``lease_until`` with the clock of the process that writes; machines that
+      share a store need synchronised clocks.
+    - ``get_run``, ``read_events``, ``load_snapshot``, ``claim`` and ``release`` raise
+      :class:`RunNotFound` for an unknown run.
     """
 
     async def open(self) -> None: ...
