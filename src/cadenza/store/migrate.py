@@ -3,7 +3,7 @@
 Each dialect has a folder ``cadenza/store/schema/<dialect>/`` holding ``NNNN_name.sql`` files.
 They are applied in order, each once, and recorded in the ``schema_version`` table; how they are
 applied (locking, splitting into statements) is the store's business, see
-:func:`cadenza.store.sqlite.migrate_sqlite`. Other files in the folder (``schema.sql``, the
+:func:`cadenza.store._sqlite_migrate.migrate_sqlite`. Other files in the folder (``schema.sql``, the
 snapshot of the resulting schema that the tests compare against) are ignored.
 """
 

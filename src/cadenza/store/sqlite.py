@@ -27,14 +27,33 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from pydantic_core import from_json, to_json
+from pydantic_core import from_json
 
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.status import TERMINAL, WorkflowStatus
+from cadenza.store._sqlite_migrate import migrate_sqlite, split_sql_script
+from cadenza.store._sqlite_writes import (
+    _GET_RUN,
+    _LAST_SEQ,
+    _LOAD_SNAPSHOT,
+    _READ_EVENTS,
+    _RUN_COLUMNS,
+    _RUN_EXISTS,
+    _WRITE_ERRORS,
+    _Append,
+    _apply,
+    _as_store_error,
+    _Claim,
+    _CreateRun,
+    _dumps,
+    _event_rows,
+    _Release,
+    _run_from_row,
+    _Write,
+)
 from cadenza.store.base import RunRecord, Snapshot
-from cadenza.store.migrate import load_migrations
 
 __all__ = ["SQLiteStore", "migrate_sqlite", "split_sql_script"]
 
@@ -45,46 +64,6 @@ ENV_PATH = "CADENZA_DB"
 
 # How many runs' last seq numbers to remember before starting afresh (each miss costs a SELECT).
 _LAST_SEQ_CACHE_LIMIT = 100_000
-
-_RUN_COLUMNS = (
-    "run_id, workflow, version, status, target, input, error, created_at, updated_at, "
-    "deadline, owner, lease_until, parent_run_id"
-)
-_INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_EVENT = (
-    "INSERT INTO events (run_id, seq, type, path, scope, attempt, data, ts) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_UPDATE_STATUS = (
-    "UPDATE runs SET status = coalesce(?, status), error = coalesce(?, error), updated_at = ? "
-    "WHERE run_id = ?"
-)
-_UPSERT_SNAPSHOT = (
-    "INSERT INTO snapshots (run_id, seq, state, buffers) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (run_id) DO UPDATE SET "
-    "seq = excluded.seq, state = excluded.state, buffers = excluded.buffers"
-)
-_CLAIM = (
-    "UPDATE runs SET owner = ?1, lease_until = ?2 WHERE run_id = ?3 "
-    "AND (?4 OR owner IS NULL OR owner = ?1 OR coalesce(lease_until, 0) < ?5)"
-)
-_RELEASE = "UPDATE runs SET owner = NULL, lease_until = NULL WHERE run_id = ? AND owner = ?"
-_RUN_EXISTS = "SELECT 1 FROM runs WHERE run_id = ?"
-_LAST_SEQ = (
-    "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1), "
-    "(SELECT max(seq) FROM events WHERE run_id = ?1)"
-)
-_GET_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?"
-_READ_EVENTS = (
-    "SELECT seq, type, path, scope, attempt, data, ts FROM events "
-    "WHERE run_id = ? AND seq > ? ORDER BY seq"
-)
-_LOAD_SNAPSHOT = "SELECT seq, state, buffers FROM snapshots WHERE run_id = ?"
-
-_SCHEMA_VERSION_TABLE = (
-    "CREATE TABLE IF NOT EXISTS schema_version ("
-    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-)
 
 
 class SQLiteStore:
@@ -410,296 +389,3 @@ class SQLiteStore:
         if cur is None:
             raise StoreError(f"{self!r} is not open; await store.open() first")
         return cur
-
-
-# Errors that fail one write of a batch and not the others: refusals (conflicts, unknown runs)
-# and values SQLite cannot take (a NULL ts, an unsupported type, an out-of-range integer).
-_WRITE_ERRORS = (StoreError, sqlite3.IntegrityError, sqlite3.ProgrammingError, OverflowError)
-
-
-# -- queued writes ------------------------------------------------------------------------------
-
-
-class _Write:
-    """One write of a batch. ``apply`` runs inside the batch's transaction (and a savepoint);
-    it raises one of ``_WRITE_ERRORS`` to fail this write alone."""
-
-    __slots__ = ("error", "future", "result", "run_id")
-    logged = False  # appends to the run's event log (so later writes of the run depend on it)
-    finished = False  # moved the run to a terminal status (forget its last seq afterwards)
-
-    def __init__(self, run_id: RunId) -> None:
-        self.run_id = run_id
-        self.future: asyncio.Future[Any] | None = None
-        self.result: Any = None
-        self.error: StoreError | None = None
-
-    def apply(self, cur: sqlite3.Cursor) -> Any:
-        raise NotImplementedError
-
-
-class _CreateRun(_Write):
-    __slots__ = ("events", "row")
-    logged = True
-
-    def __init__(self, run_id: RunId, row: tuple[Any, ...], events: list[tuple[Any, ...]]):
-        super().__init__(run_id)
-        self.row = row
-        self.events = events
-
-    def apply(self, cur: sqlite3.Cursor) -> None:
-        try:
-            cur.execute(_INSERT_RUN, self.row)
-        except sqlite3.IntegrityError as exc:
-            if _taken(exc):
-                raise ConflictError(f"run {self.run_id!r} already exists") from exc
-            raise
-        _insert_events(cur, self.run_id, self.events)
-
-
-class _Append(_Write):
-    __slots__ = ("events", "finished", "snapshot", "status", "status_error", "updated_at")
-    logged = True
-
-    def __init__(
-        self,
-        run_id: RunId,
-        events: list[tuple[Any, ...]],
-        status: str | None,
-        error: str | None,
-        updated_at: float,
-        snapshot: tuple[Any, ...] | None,
-        finished: bool,
-    ) -> None:
-        # the hot path: fields set here rather than through super().__init__
-        self.run_id = run_id
-        self.future = None
-        self.result = None
-        self.error = None
-        self.events = events
-        self.status = status
-        self.status_error = error
-        self.updated_at = updated_at
-        self.snapshot = snapshot
-        self.finished = finished
-
-    def apply(self, cur: sqlite3.Cursor) -> None:
-        if self.events:
-            _insert_events(cur, self.run_id, self.events)
-        if self.status is not None or self.status_error is not None:
-            cur.execute(
-                _UPDATE_STATUS, (self.status, self.status_error, self.updated_at, self.run_id)
-            )
-        if self.snapshot is not None:
-            cur.execute(_UPSERT_SNAPSHOT, self.snapshot)
-
-
-class _Claim(_Write):
-    __slots__ = ("lease_until", "owner", "steal")
-
-    def __init__(self, run_id: RunId, owner: str, lease_until: float, steal: bool) -> None:
-        super().__init__(run_id)
-        self.owner = owner
-        self.lease_until = lease_until
-        self.steal = steal
-
-    def apply(self, cur: sqlite3.Cursor) -> bool:
-        cur.execute(_CLAIM, (self.owner, self.lease_until, self.run_id, self.steal, time.time()))
-        if cur.rowcount == 1:
-            return True
-        if cur.execute(_RUN_EXISTS, (self.run_id,)).fetchone() is None:
-            raise RunNotFound(self.run_id)
-        return False
-
-
-class _Release(_Write):
-    __slots__ = ("owner",)
-
-    def __init__(self, run_id: RunId, owner: str) -> None:
-        super().__init__(run_id)
-        self.owner = owner
-
-    def apply(self, cur: sqlite3.Cursor) -> None:
-        cur.execute(_RELEASE, (self.run_id, self.owner))
-        if cur.rowcount == 0 and cur.execute(_RUN_EXISTS, (self.run_id,)).fetchone() is None:
-            raise RunNotFound(self.run_id)
-
-
-def _insert_events(cur: sqlite3.Cursor, run_id: RunId, rows: list[tuple[Any, ...]]) -> None:
-    try:
-        if len(rows) == 1:
-            cur.execute(_INSERT_EVENT, rows[0])
-        else:
-            cur.executemany(_INSERT_EVENT, rows)
-    except sqlite3.IntegrityError as exc:
-        if not _taken(exc):
-            raise
-        raise ConflictError(
-            f"run {run_id!r}: event seq {rows[0][1]}..{rows[-1][1]} is already taken "
-            "(another writer appended first)"
-        ) from exc
-
-
-def _taken(exc: sqlite3.IntegrityError) -> bool:
-    return getattr(exc, "sqlite_errorname", "") in (
-        "SQLITE_CONSTRAINT_PRIMARYKEY",
-        "SQLITE_CONSTRAINT_UNIQUE",
-    )
-
-
-def _apply(cur: sqlite3.Cursor, writes: list[_Write], *, careful: bool) -> set[RunId]:
-    """Apply a batch's writes inside its transaction; returns the runs whose log lost a write.
-
-    Not ``careful``: the first failing write raises (the caller undoes the pass). ``careful``:
-    each write runs in its own savepoint, and a failure is recorded on the write alone."""
-    failed: set[RunId] = set()
-    for write in writes:
-        write.result = write.error = None
-        future = write.future
-        if future is not None and future.done():  # its caller was cancelled: skip it
-            if write.logged:
-                failed.add(write.run_id)
-            continue
-        if write.logged and write.run_id in failed:
-            write.error = ConflictError(
-                f"run {write.run_id!r}: an earlier write of this run failed, "
-                "so these events no longer follow its log"
-            )
-            continue
-        if not careful:
-            write.result = write.apply(cur)
-            continue
-        cur.execute("SAVEPOINT w")
-        try:
-            write.result = write.apply(cur)
-        except _WRITE_ERRORS as exc:
-            cur.execute("ROLLBACK TO w")
-            write.error = _as_store_error(write, exc)
-            if write.logged:
-                failed.add(write.run_id)
-        cur.execute("RELEASE w")
-    return failed
-
-
-def _as_store_error(write: _Write, exc: Exception) -> StoreError:
-    if isinstance(exc, StoreError):
-        return exc
-    error = StoreError(f"run {write.run_id!r}: cannot store this write: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-# -- encoding -----------------------------------------------------------------------------------
-
-
-def _dumps(value: dict[str, Any]) -> str:
-    return to_json(value).decode() if value else "{}"
-
-
-def _event_rows(run_id: RunId, last: int, events: Sequence[Event]) -> list[tuple[Any, ...]]:
-    """Check that ``events`` continue a log ending at ``last`` and encode them as rows."""
-    rows: list[tuple[Any, ...]] = []
-    expected = last
-    for event in events:
-        expected += 1
-        if event.run_id != run_id:
-            raise StoreError(f"event {event.seq} belongs to run {event.run_id!r}, not {run_id!r}")
-        if event.seq != expected:
-            raise ConflictError(
-                f"run {run_id!r}: expected event seq {expected}, got {event.seq} "
-                "(another writer appended first)"
-            )
-        data = event.data
-        try:
-            encoded = to_json(data).decode() if data else "{}"
-        except ValueError as exc:
-            raise StoreError(
-                f"run {run_id!r}: data of event {event.seq} ({event.type}) cannot be stored "
-                f"as JSON: {exc}"
-            ) from exc
-        rows.append(
-            (run_id, event.seq, str(event.type), event.path, event.scope, event.attempt,
-             encoded, event.ts)
-        )  # fmt: skip
-    return rows
-
-
-def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
-    parent = row[12]
-    return RunRecord(
-        run_id=RunId(row[0]),
-        workflow=row[1],
-        version=row[2],
-        status=WorkflowStatus(row[3]),
-        target=row[4],
-        input=from_json(row[5]),
-        error=row[6],
-        created_at=row[7],
-        updated_at=row[8],
-        deadline=row[9],
-        owner=row[10],
-        lease_until=row[11],
-        parent_run_id=RunId(parent) if parent is not None else None,
-    )
-
-
-# -- migrations ---------------------------------------------------------------------------------
-
-
-def split_sql_script(script: str) -> list[str]:
-    """Split a script into statements (``executescript`` would commit our transaction)."""
-    statements: list[str] = []
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip() and not all(
-        not part.strip() or part.strip().startswith("--") for part in buffer.splitlines()
-    ):
-        raise StoreError(f"SQL script ends with an incomplete statement: {buffer.strip()!r}")
-    return statements
-
-
-def migrate_sqlite(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date; returns the schema version.
-
-    Pending migrations are applied in one ``BEGIN IMMEDIATE`` transaction that first re-reads the
-    version, so two processes opening a new file at once apply each migration exactly once."""
-    migrations = load_migrations("sqlite")
-    latest = migrations[-1].version
-    current = _schema_version(conn)
-    if current == latest:
-        return current  # the common case: no write lock taken
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(_SCHEMA_VERSION_TABLE)
-        current = _schema_version(conn)
-        if current > latest:
-            raise StoreError(
-                f"the database schema is version {current}, newer than this Cadenza knows "
-                f"({latest}); upgrade Cadenza to use it"
-            )
-        for migration in migrations[current:]:
-            for statement in split_sql_script(migration.sql):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                (migration.version, migration.name, time.time()),
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return latest
-
-
-def _schema_version(conn: sqlite3.Connection) -> int:
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-    ).fetchone()
-    if has_table is None:
-        return 0
-    return int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
