@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import operator
+from datetime import date
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from pydantic import BaseModel
 
 from cadenza import (
     CadenzaError,
@@ -14,6 +17,7 @@ from cadenza import (
     IllegalTransition,
     InputError,
     MemoryStore,
+    SQLiteStore,
     VersionMismatch,
     Workflow,
     WorkflowStatus,
@@ -218,3 +222,40 @@ async def test_fold_from_snapshot_equals_fold_from_scratch(monkeypatch: pytest.M
     )
     assert scratch.state == restored.state == result.state
     assert result.state["out"] == [3, 1, 2]
+
+
+class Address(BaseModel):
+    city: str
+    zip: str
+
+
+class Typed(TypedDict, total=False):
+    address: Address
+    when: date
+    note: str
+
+
+async def test_typed_values_come_back_typed_after_a_restart(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    wf = Workflow("typed_resume", state=Typed)
+
+    def make(state: Typed) -> Typed:
+        return {"address": Address(city="Lyon", zip="69001"), "when": date(2026, 11, 24)}
+
+    async def check(state: Typed) -> Typed:
+        await gate.wait()
+        assert isinstance(state["address"], Address)
+        assert state["when"] == date(2026, 11, 24)
+        return {"note": state["address"].city}
+
+    wf.task(make)
+    wf.task(check)
+    engine = Engine(SQLiteStore(tmp_path / "t.db"))
+    run_id = await engine.start(wf, {})
+    await asyncio.sleep(0.05)
+    await engine.close()
+    gate.set()
+    async with Engine(SQLiteStore(tmp_path / "t.db")) as second:
+        result = await second.resume(run_id, wf)
+    assert result.ok, result.error
+    assert result.state["note"] == "Lyon"

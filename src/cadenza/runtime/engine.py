@@ -301,7 +301,10 @@ class Engine:
         events = await self.store.read_events(
             record.run_id, after_seq=snapshot.seq if snapshot else 0
         )
-        return Progress.restore(reducers, snapshot).apply_all(events)
+        progress = Progress.restore(reducers, snapshot).apply_all(events)
+        if ir is not None:
+            ir.schema.revive(progress.state)
+        return progress
 
     def _reducers_for(self, record: RunRecord) -> Mapping[str, Any]:
         ir = self._registry.get((record.workflow, record.version))

@@ -88,6 +88,22 @@ class StateSchema:
                 raise InputError(f"input field {where}: {first['msg']}") from None
         return out
 
+    def revive(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Turn stored JSON back into typed values (pydantic models, dates, ...) in place,
+        field by field; a value that no longer fits its type is left as stored."""
+        if self.open:
+            return values
+        for key, value in values.items():
+            spec = self.fields.get(key)
+            if spec is None or spec.type in _PLAIN:
+                continue
+            with contextlib.suppress(ValidationError):
+                values[key] = _adapter(spec.type).validate_python(value)
+        return values
+
+
+_PLAIN = frozenset({str, int, float, bool, Any})
+
 
 def apply_update(
     state: dict[str, Any], update: Mapping[str, Any], reducers: Mapping[str, Reducer]
