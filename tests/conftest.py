@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cadenza import Engine, MemoryStore
+from cadenza import Engine, MemoryStore, RetryPolicy
 
 
 @pytest.fixture
 async def engine() -> AsyncIterator[Engine]:
-    async with Engine(MemoryStore()) as e:
+    """An engine on the memory store whose default retries do not wait (workflows that set
+    ``max_retries`` retry at once)."""
+    async with Engine(MemoryStore(), retry=RetryPolicy(initial_delay=0, jitter=0)) as e:
         yield e

@@ -10,6 +10,7 @@ from cadenza.errors import (
     IllegalTransition,
     InputError,
     LoopLimitExceeded,
+    RollbackRequested,
     RunNotFound,
     StepFailed,
     StoreError,
@@ -22,6 +23,7 @@ from cadenza.graph.expressions import Expression, compile_expression
 from cadenza.graph.ir import FailurePolicy, RouteMode, StepKind, WorkflowIR
 from cadenza.ids import RunId
 from cadenza.observe.base import Observer
+from cadenza.resilience.retry import NonRetryableError, RetryPolicy
 from cadenza.runtime.context import ExecutionContext
 from cadenza.runtime.engine import Engine, RunResult
 from cadenza.runtime.events import Event, EventType
@@ -50,6 +52,8 @@ __all__ = [
     "WorkflowConfiguration",
     "WorkflowIR",
     "compile_expression",
+    "RetryPolicy",
+    "NonRetryableError",
     # running
     "Engine",
     "ExecutionContext",
@@ -72,6 +76,7 @@ __all__ = [
     "IllegalTransition",
     "InputError",
     "LoopLimitExceeded",
+    "RollbackRequested",
     "RunNotFound",
     "StepFailed",
     "StoreError",

@@ -65,6 +65,17 @@ class StepFailed(CadenzaError):
         super().__init__(f"step {step!r} failed: {message}")
 
 
+class RollbackRequested(StepFailed):
+    """A ROLLBACK step was reached: the run compensates its completed steps and fails."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(step, reason, error_type="RollbackRequested")
+        self.args = (f"rolled back by step {step!r}: {reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class LoopLimitExceeded(StepFailed):
     """A loop ran ``max_iterations`` times without its exit condition becoming true."""
 

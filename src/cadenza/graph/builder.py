@@ -25,6 +25,7 @@ from cadenza.graph.ir import (
     WorkflowIR,
 )
 from cadenza.graph.validate import validate_workflow
+from cadenza.resilience.retry import RetryPolicy
 from cadenza.runtime.state import StateSchema
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -85,12 +86,16 @@ class Workflow:
         timeout: float | None = None,
         retries: int | None = None,
         retry_delay: float = 0.0,
+        retry: RetryPolicy | None = None,
+        compensate: Callable[..., Any] | None = None,
         writes: Iterable[str] | None = None,
         inline: bool = False,
     ) -> str:
         """Add a SEQUENTIAL step calling ``fn(state[, ctx])``, which returns an update (a dict
         of the keys it changes) or ``None``. Sync functions run in a thread pool unless
-        ``inline`` (for functions that never block)."""
+        ``inline`` (for functions that never block). ``retries``/``retry_delay`` are shorthand
+        for ``retry=RetryPolicy(max_attempts=retries + 1, initial_delay=retry_delay)``.
+        ``compensate(state[, ctx])`` undoes the step's effect if the run fails later (saga)."""
         name = name or step_name(fn)
         path = f"steps.{name}"
         handler = make_handler(fn, path=path, inline=inline)
@@ -98,8 +103,11 @@ class Workflow:
             name=name,
             kind=StepKind.TASK,
             handler=handler,
-            policy=_policy(timeout, retries, retry_delay, path),
+            policy=_policy(timeout, retries, retry_delay, retry, path),
             writes=frozenset(writes) if writes is not None else _declared_writes(fn),
+            compensate=make_handler(compensate, path=f"{path}.compensate")
+            if compensate is not None
+            else None,
         )
         self._names.setdefault(id(fn), name)
         return self._add(step)
@@ -232,6 +240,11 @@ class Workflow:
             raise DefinitionError("seconds must be a number >= 0", path=f"{path}.seconds")
         return self._add(Step(name=name, kind=StepKind.WAIT, seconds=float(seconds)))
 
+    def rollback(self, name: str, *, reason: str = "") -> str:
+        """A ROLLBACK step: reaching it compensates the completed steps (newest first) and
+        fails the run with ``reason``. Put it on a route, e.g. a rejected payment."""
+        return self._add(Step(name=name, kind=StepKind.ROLLBACK, options={"reason": reason}))
+
     def add(self, step: Step) -> str:
         """Add a prebuilt IR step (used by other front ends)."""
         return self._add(step)
@@ -344,7 +357,13 @@ class Workflow:
         return Graph.build(steps, tuple(pairwise(names)), (names[0],))
 
 
-def _policy(timeout: float | None, retries: int | None, delay: float, path: str) -> StepPolicy:
+def _policy(
+    timeout: float | None,
+    retries: int | None,
+    delay: float,
+    retry: RetryPolicy | None,
+    path: str,
+) -> StepPolicy:
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise DefinitionError(
             "timeout must be a positive number of seconds", path=f"{path}.timeout"
@@ -353,7 +372,11 @@ def _policy(timeout: float | None, retries: int | None, delay: float, path: str)
         raise DefinitionError("retries must be an integer >= 0", path=f"{path}.retries")
     if delay < 0:
         raise DefinitionError("retry_delay must be >= 0", path=f"{path}.retry_delay")
-    return StepPolicy(timeout=timeout, retries=retries, retry_delay=delay)
+    if retry is not None and retries is not None:
+        raise DefinitionError("give retries or retry=RetryPolicy(...), not both", path=path)
+    if retry is None and retries is not None:
+        retry = RetryPolicy(max_attempts=retries + 1, initial_delay=delay, jitter=0.0)
+    return StepPolicy(timeout=timeout, retry=retry)
 
 
 def _condition(cond: str | Callable[..., Any], path: str) -> Condition:

@@ -14,6 +14,7 @@ from typing import Any
 
 from cadenza.graph.config import WorkflowConfiguration
 from cadenza.graph.expressions import Expression
+from cadenza.resilience.retry import RetryPolicy
 from cadenza.runtime.state import StateSchema
 
 
@@ -67,8 +68,7 @@ class Handler:
 @dataclass(frozen=True, slots=True)
 class StepPolicy:
     timeout: float | None = None
-    retries: int | None = None  # None: the workflow's max_retries
-    retry_delay: float = 0.0  # seconds before the first retry; doubles each time
+    retry: RetryPolicy | None = None  # None: the workflow's max_retries, else the engine's
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +84,7 @@ class Step:
     handler: Handler | None = None
     policy: StepPolicy = field(default_factory=StepPolicy)
     writes: frozenset[str] | None = None  # declared output keys, checked at compile time
+    compensate: Handler | None = None  # saga: undoes this step's effect when the run fails
     # parallel
     branches: tuple[Graph, ...] = ()
     max_concurrent: int | None = None
@@ -139,6 +140,22 @@ class Graph:
             succs={k: tuple(v) for k, v in succs.items()},
         )
 
+    def find(self, path: str) -> Step:
+        """The step definition of a step instance path: ``"fan[1]/b2"`` is step ``b2`` of
+        branch 1 of ``fan``; ``"again#3/count"`` is ``count`` in iteration 3 of ``again``."""
+        head, _, rest = path.partition("/")
+        name = head.split("[", 1)[0].split("#", 1)[0]
+        step = self.steps.get(name)
+        if step is None:
+            raise KeyError(path)
+        if not rest:
+            return step
+        if "[" in head and step.branches:
+            return step.branches[int(head.split("[", 1)[1].rstrip("]"))].find(rest)
+        if step.body is not None:
+            return step.body.find(rest)
+        raise KeyError(path)
+
     def describe(self) -> dict[str, Any]:
         return {
             "entry": list(self.entry),
@@ -186,8 +203,11 @@ def _describe_step(step: Step) -> dict[str, Any]:
     out: dict[str, Any] = {"name": step.name, "kind": str(step.kind)}
     if step.handler is not None:
         out["handler"] = step.handler.qualname
+    if step.compensate is not None:
+        out["compensate"] = step.compensate.qualname
     if step.policy != StepPolicy():
-        out["policy"] = [step.policy.timeout, step.policy.retries, step.policy.retry_delay]
+        retry = step.policy.retry.describe() if step.policy.retry else None
+        out["policy"] = [step.policy.timeout, retry]
     if step.branches:
         out["branches"] = [b.describe() for b in step.branches]
         out["max_concurrent"] = step.max_concurrent

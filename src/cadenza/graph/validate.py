@@ -19,6 +19,7 @@ AVAILABLE = frozenset(
         StepKind.CONDITIONAL,
         StepKind.LOOP,
         StepKind.WAIT,
+        StepKind.ROLLBACK,
     }
 )
 

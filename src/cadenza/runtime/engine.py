@@ -18,7 +18,6 @@ import structlog
 
 from cadenza.errors import (
     CadenzaError,
-    IllegalTransition,
     StepFailed,
     StoreError,
     VersionMismatch,
@@ -27,6 +26,8 @@ from cadenza.graph.builder import Workflow
 from cadenza.graph.ir import WorkflowIR
 from cadenza.ids import RunId, new_run_id
 from cadenza.observe.base import Observer
+from cadenza.resilience.retry import NO_RETRY, RetryPolicy
+from cadenza.runtime.compensation import needs_rollback, roll_back
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.ownership import LEASE_SECONDS, new_owner, owner_is_dead
 from cadenza.runtime.progress import Progress
@@ -37,7 +38,8 @@ from cadenza.store.memory import MemoryStore
 
 _log = structlog.get_logger("cadenza.engine")
 
-ACTIVE = (WorkflowStatus.INITIALIZING, WorkflowStatus.RUNNING)
+#: Statuses of runs that have work to do (a ROLLBACK still has compensations to run).
+ACTIVE = (WorkflowStatus.INITIALIZING, WorkflowStatus.RUNNING, WorkflowStatus.ROLLBACK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,8 @@ class Engine:
 
     ``store`` is a :class:`Store`, a SQLite file path, ``"memory"``, or ``None`` for the
     embedded default (``$CADENZA_DB`` or ``./cadenza.db``). Use it as an async context
-    manager; closing it stops the runs still in flight, which stay resumable."""
+    manager; closing it stops the runs still in flight, which stay resumable. ``retry`` is the
+    policy of steps that set none (and whose workflow sets no ``max_retries``)."""
 
     def __init__(
         self,
@@ -72,9 +75,11 @@ class Engine:
         *,
         observers: Sequence[Observer] = (),
         max_threads: int | None = None,
+        retry: RetryPolicy = NO_RETRY,
     ) -> None:
         self.store: Store = _make_store(store)
         self.observers = tuple(observers)
+        self.retry = retry
         self.owner = new_owner()
         self._threads = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="cadenza")
         self._registry: dict[tuple[str, str], WorkflowIR] = {}
@@ -248,6 +253,7 @@ class Engine:
         rid = RunId(run_id)
         task = self._active.get(rid)
         if task is not None:
+            check_transition((await self.store.get_run(rid)).status, WorkflowStatus.CANCELLED)
             self._cancel_reasons[rid] = reason
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -328,6 +334,7 @@ class Engine:
             progress=progress,
             observers=self.observers,
             thread_pool=self._threads,
+            default_retry=self.retry,
         )
         task = asyncio.get_running_loop().create_task(self._drive(execution, deadline))
         self._active[run_id] = task
@@ -336,22 +343,8 @@ class Engine:
             self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
 
     async def _drive(self, run: RunExecution, deadline: float | None) -> RunResult:
-        status, error = WorkflowStatus.COMPLETED, None
         try:
-            if run.progress.status is WorkflowStatus.INITIALIZING:
-                await run.set_status(WorkflowStatus.RUNNING)
-            remaining = deadline - time.time() if deadline is not None else None
-            try:
-                async with asyncio.timeout(remaining):
-                    await run.run_graph(run.ir.graph, run.top, "")
-            except TimeoutError:
-                raise _TimedOut(
-                    f"workflow timed out after {run.ir.config.timeout:g}s (configuration 'timeout')"
-                ) from None
-            await run.set_status(WorkflowStatus.COMPLETED)
-        except (StepFailed, _TimedOut) as exc:
-            status, error = WorkflowStatus.FAILED, str(exc)
-            await run.set_status(status, reason=error)
+            status, error = await self._execute(run, deadline)
         except asyncio.CancelledError:
             reason = self._cancel_reasons.pop(run.run_id, None)
             if reason is None:
@@ -362,13 +355,45 @@ class Engine:
         except StoreError as exc:
             _log.error("run_store_error", run_id=run.run_id, error=str(exc))
             raise
-        except (IllegalTransition, CadenzaError, Exception) as exc:
+        except Exception as exc:
             status, error = WorkflowStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
             _log.exception("run_crashed", run_id=run.run_id)
             with contextlib.suppress(Exception):
                 await run.set_status(status, reason=error)
         await self._release(run.run_id)
         return RunResult(run.run_id, run.ir.name, status, run.progress.state, error)
+
+    async def _execute(
+        self, run: RunExecution, deadline: float | None
+    ) -> tuple[WorkflowStatus, str | None]:
+        """Run the graph (or finish an interrupted rollback); return the final status."""
+        if run.progress.status is WorkflowStatus.ROLLBACK:
+            return await self._fail(run, run.progress.reason or "rolled back")
+        if run.progress.status is WorkflowStatus.INITIALIZING:
+            await run.set_status(WorkflowStatus.RUNNING)
+        remaining = deadline - time.time() if deadline is not None else None
+        try:
+            async with asyncio.timeout(remaining):
+                await run.run_graph(run.ir.graph, run.top, "")
+        except TimeoutError:
+            return await self._fail(
+                run,
+                f"workflow timed out after {run.ir.config.timeout:g}s (configuration 'timeout')",
+            )
+        except StepFailed as exc:
+            return await self._fail(run, str(exc))
+        await run.set_status(WorkflowStatus.COMPLETED)
+        return WorkflowStatus.COMPLETED, None
+
+    async def _fail(self, run: RunExecution, reason: str) -> tuple[WorkflowStatus, str]:
+        """FAILED, after compensating completed steps (ROLLBACK) when any declared one."""
+        if needs_rollback(run):
+            if run.progress.status is not WorkflowStatus.ROLLBACK:
+                await run.set_status(WorkflowStatus.ROLLBACK, reason=reason)
+            outcome = await roll_back(run)
+            reason = f"{reason} (rolled back: {outcome.summary()})"
+        await run.set_status(WorkflowStatus.FAILED, reason=reason)
+        return WorkflowStatus.FAILED, reason
 
     async def _release(self, run_id: RunId) -> None:
         with contextlib.suppress(StoreError):
@@ -391,10 +416,6 @@ def _held_elsewhere(record: RunRecord, owner: str, now: float) -> bool:
     if record.owner in (None, owner) or owner_is_dead(record.owner):
         return False
     return (record.lease_until or 0) > now
-
-
-class _TimedOut(CadenzaError):
-    pass
 
 
 def _make_store(store: Store | str | os.PathLike[str] | None) -> Store:

@@ -21,6 +21,9 @@ class EventType(StrEnum):
     TIMER_SET = "timer_set"  # data: fire_at (epoch seconds)
     LOOP_ITERATION = "loop_iteration"  # data: iteration, exit (bool)
     FANNED_OUT = "fanned_out"  # data: items (the list a map step fans out over)
+    COMPENSATION_COMPLETED = "compensation_completed"  # path: "<step path>!compensate"
+    COMPENSATION_FAILED = "compensation_failed"  # data: error, error_type, retry, retry_at?
+    STATE_PATCHED = "state_patched"  # data: update (set by an operator, e.g. a fork's --set)
 
 
 @dataclass(slots=True, frozen=True)

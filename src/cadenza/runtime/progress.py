@@ -15,6 +15,9 @@ from cadenza.runtime.state import Reducer, apply_update
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import Snapshot
 
+#: Suffix of the path of a step's compensation.
+COMPENSATE = "!compensate"
+
 #: The parts of a completion that replay needs (routes taken, loop exits); the rest is history.
 _REPLAYED = frozenset({"route", "join", "iterations", "exit"})
 
@@ -26,9 +29,13 @@ class Progress:
     buffers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
+    retry_at: dict[str, float] = field(default_factory=dict)
     timers: dict[str, float] = field(default_factory=dict)
     fanout: dict[str, list[Any]] = field(default_factory=dict)
+    compensable: list[str] = field(default_factory=list)  # in completion order
+    compensations: dict[str, bool] = field(default_factory=dict)  # path -> undone (or failed)
     status: WorkflowStatus = WorkflowStatus.INITIALIZING
+    reason: str | None = None  # of the latest status change
     seq: int = 0
 
     def apply(self, event: Event) -> list[dict[str, Any]]:
@@ -46,16 +53,31 @@ class Progress:
             for u in applied:
                 self._apply(event.scope, u)
             self.done[event.path] = {k: v for k, v in data.items() if k in _REPLAYED}
+            if data.get("compensable"):
+                self.compensable.append(event.path)
         elif kind is EventType.LOOP_ITERATION:
             self.done[event.path] = dict(event.data)
-        elif kind is EventType.STEP_FAILED:
+        elif kind is EventType.STEP_FAILED or kind is EventType.COMPENSATION_FAILED:
             self.attempts[event.path] = event.attempt
+            if kind is EventType.COMPENSATION_FAILED and not event.data.get("retry"):
+                self.compensations[event.path.removesuffix(COMPENSATE)] = False
+            if "retry_at" in event.data:
+                self.retry_at[event.path] = float(event.data["retry_at"])
         elif kind is EventType.TIMER_SET:
             self.timers[event.path] = float(event.data["fire_at"])
         elif kind is EventType.FANNED_OUT:
             self.fanout[event.path] = list(event.data["items"])
         elif kind is EventType.STATUS:
             self.status = WorkflowStatus(event.data["to"])
+            self.reason = event.data.get("reason")
+        elif kind is EventType.COMPENSATION_COMPLETED:
+            self.compensations[event.path.removesuffix(COMPENSATE)] = True
+            if event.data.get("update"):
+                applied.append(event.data["update"])
+                self._apply("", event.data["update"])
+        elif kind is EventType.STATE_PATCHED:
+            applied.append(event.data["update"])
+            self._apply("", event.data["update"])
         elif kind is EventType.RUN_CREATED:
             self._apply("", event.data.get("input") or {})
         return applied
@@ -80,9 +102,13 @@ class Progress:
             "values": self.state,
             "done": self.done,
             "attempts": self.attempts,
+            "retry_at": self.retry_at,
             "timers": self.timers,
             "fanout": self.fanout,
+            "compensable": self.compensable,
+            "compensations": self.compensations,
             "status": str(self.status),
+            "reason": self.reason,
         }
         copied = pydantic_core.from_json(pydantic_core.to_json([body, self.buffers]))
         return Snapshot(seq=self.seq, state=copied[0], buffers=copied[1])
@@ -98,8 +124,12 @@ class Progress:
             buffers={k: list(v) for k, v in snapshot.buffers.items()},
             done=dict(body["done"]),
             attempts=dict(body["attempts"]),
+            retry_at=dict(body.get("retry_at", {})),
             timers=dict(body["timers"]),
             fanout=dict(body["fanout"]),
+            compensable=list(body.get("compensable", [])),
+            compensations=dict(body.get("compensations", {})),
             status=WorkflowStatus(body["status"]),
+            reason=body.get("reason"),
             seq=snapshot.seq,
         )

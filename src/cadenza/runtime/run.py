@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from dataclasses import replace
 from typing import Any
 
 from cadenza.graph.ir import Graph, WorkflowIR
 from cadenza.ids import RunId
 from cadenza.observe.base import Observer, notify
+from cadenza.resilience.retry import NO_RETRY, RetryPolicy
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.scheduler import GraphDriver
@@ -33,6 +35,7 @@ class RunExecution:
         progress: Progress,
         observers: Sequence[Observer] = (),
         thread_pool: Executor | None = None,
+        default_retry: RetryPolicy = NO_RETRY,
     ) -> None:
         self.run_id = run_id
         self.ir = ir
@@ -42,6 +45,10 @@ class RunExecution:
         self.thread_pool = thread_pool
         self.limit = asyncio.Semaphore(ir.config.max_parallel_steps)
         self.reducers = ir.schema.reducers
+        retries = ir.config.max_retries
+        if retries is not None:
+            default_retry = replace(default_retry, max_attempts=retries + 1)
+        self.default_retry = default_retry
         self.top = Scope(key="", state=progress.state)
         self._notes: list[Event] = []
         self._since_snapshot = 0

@@ -11,6 +11,7 @@ from cadenza.runtime.scope import Scope
 from cadenza.steps.conditional import execute_conditional
 from cadenza.steps.loop import execute_loop
 from cadenza.steps.parallel import execute_map, execute_parallel
+from cadenza.steps.rollback import execute_rollback
 from cadenza.steps.task import execute_task
 from cadenza.steps.wait import execute_wait
 
@@ -26,4 +27,5 @@ EXECUTORS: dict[StepKind, Executor] = {
     StepKind.CONDITIONAL: execute_conditional,
     StepKind.LOOP: execute_loop,
     StepKind.WAIT: execute_wait,
+    StepKind.ROLLBACK: execute_rollback,
 }
