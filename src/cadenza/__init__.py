@@ -23,6 +23,7 @@ from cadenza.graph.expressions import Expression, compile_expression
 from cadenza.graph.ir import FailurePolicy, RouteMode, StepKind, WorkflowIR
 from cadenza.ids import RunId
 from cadenza.observe.base import Observer
+from cadenza.resilience.limits import Bulkhead
 from cadenza.resilience.retry import NonRetryableError, RetryPolicy
 from cadenza.runtime.context import ExecutionContext
 from cadenza.runtime.engine import Engine, RunResult
@@ -53,6 +54,7 @@ __all__ = [
     "WorkflowIR",
     "compile_expression",
     "RetryPolicy",
+    "Bulkhead",
     "NonRetryableError",
     # running
     "Engine",

@@ -8,6 +8,7 @@ from typing import TypedDict
 import pytest
 
 from cadenza import (
+    Bulkhead,
     DefinitionError,
     Engine,
     ExecutionContext,
@@ -142,3 +143,41 @@ def test_retries_and_retry_policy_are_exclusive() -> None:
     wf = Workflow("both", state=S)
     with pytest.raises(DefinitionError, match="give retries or retry=RetryPolicy"):
         wf.task(flaky(0), name="x", retries=1, retry=RetryPolicy(max_attempts=2))
+
+
+async def test_bulkhead_limits_calls_across_runs() -> None:
+    running = peak = 0
+
+    async def call_payments(state: S) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    payments = Bulkhead("payments", 2)
+    first = Workflow("checkout", state=S)
+    first.task(call_payments, bulkhead=payments)
+    second = Workflow("refunds", state=S)
+    second.task(call_payments, name="refund", bulkhead=Bulkhead("payments", 2))
+    async with Engine(MemoryStore()) as engine:
+        results = await asyncio.gather(
+            *(engine.run(first if i % 2 else second, {}) for i in range(10))
+        )
+    assert all(r.ok for r in results)
+    assert peak == 2, "10 runs of two workflows shared 2 slots"
+
+
+async def test_one_bulkhead_name_one_limit() -> None:
+    async def noop(state: S) -> None:
+        return None
+
+    a = Workflow("a", state=S)
+    a.task(noop, bulkhead=Bulkhead("db", 2))
+    b = Workflow("b", state=S)
+    b.task(noop, bulkhead=Bulkhead("db", 3))
+    async with Engine(MemoryStore()) as engine:
+        assert (await engine.run(a, {})).ok
+        result = await engine.run(b, {})
+    assert result.status is WorkflowStatus.FAILED
+    assert "bulkhead 'db' is declared with limit 3 here and 2 elsewhere" in (result.error or "")

@@ -25,6 +25,7 @@ from cadenza.graph.ir import (
     WorkflowIR,
 )
 from cadenza.graph.validate import validate_workflow
+from cadenza.resilience.limits import Bulkhead
 from cadenza.resilience.retry import RetryPolicy
 from cadenza.runtime.state import StateSchema
 
@@ -88,6 +89,7 @@ class Workflow:
         retry_delay: float = 0.0,
         retry: RetryPolicy | None = None,
         compensate: Callable[..., Any] | None = None,
+        bulkhead: Bulkhead | None = None,
         writes: Iterable[str] | None = None,
         inline: bool = False,
     ) -> str:
@@ -95,7 +97,8 @@ class Workflow:
         of the keys it changes) or ``None``. Sync functions run in a thread pool unless
         ``inline`` (for functions that never block). ``retries``/``retry_delay`` are shorthand
         for ``retry=RetryPolicy(max_attempts=retries + 1, initial_delay=retry_delay)``.
-        ``compensate(state[, ctx])`` undoes the step's effect if the run fails later (saga)."""
+        ``compensate(state[, ctx])`` undoes the step's effect if the run fails later (saga).
+        ``bulkhead`` shares a concurrency limit with every step (of any run) naming it."""
         name = name or step_name(fn)
         path = f"steps.{name}"
         handler = make_handler(fn, path=path, inline=inline)
@@ -103,7 +106,7 @@ class Workflow:
             name=name,
             kind=StepKind.TASK,
             handler=handler,
-            policy=_policy(timeout, retries, retry_delay, retry, path),
+            policy=_policy(timeout, retries, retry_delay, retry, path, bulkhead),
             writes=frozenset(writes) if writes is not None else _declared_writes(fn),
             compensate=make_handler(compensate, path=f"{path}.compensate")
             if compensate is not None
@@ -363,6 +366,7 @@ def _policy(
     delay: float,
     retry: RetryPolicy | None,
     path: str,
+    bulkhead: Bulkhead | None = None,
 ) -> StepPolicy:
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise DefinitionError(
@@ -376,7 +380,7 @@ def _policy(
         raise DefinitionError("give retries or retry=RetryPolicy(...), not both", path=path)
     if retry is None and retries is not None:
         retry = RetryPolicy(max_attempts=retries + 1, initial_delay=delay, jitter=0.0)
-    return StepPolicy(timeout=timeout, retry=retry)
+    return StepPolicy(timeout=timeout, retry=retry, bulkhead=bulkhead)
 
 
 def _condition(cond: str | Callable[..., Any], path: str) -> Condition:

@@ -14,6 +14,7 @@ from typing import Any
 
 from cadenza.graph.config import WorkflowConfiguration
 from cadenza.graph.expressions import Expression
+from cadenza.resilience.limits import Bulkhead
 from cadenza.resilience.retry import RetryPolicy
 from cadenza.runtime.state import StateSchema
 
@@ -69,6 +70,7 @@ class Handler:
 class StepPolicy:
     timeout: float | None = None
     retry: RetryPolicy | None = None  # None: the workflow's max_retries, else the engine's
+    bulkhead: Bulkhead | None = None  # a concurrency limit shared with other steps and runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,12 @@ def _describe_step(step: Step) -> dict[str, Any]:
         out["compensate"] = step.compensate.qualname
     if step.policy != StepPolicy():
         retry = step.policy.retry.describe() if step.policy.retry else None
-        out["policy"] = [step.policy.timeout, retry]
+        bulkhead = step.policy.bulkhead
+        out["policy"] = [
+            step.policy.timeout,
+            retry,
+            [bulkhead.name, bulkhead.limit] if bulkhead else None,
+        ]
     if step.branches:
         out["branches"] = [b.describe() for b in step.branches]
         out["max_concurrent"] = step.max_concurrent

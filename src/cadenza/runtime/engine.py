@@ -26,6 +26,7 @@ from cadenza.graph.builder import Workflow
 from cadenza.graph.ir import WorkflowIR
 from cadenza.ids import RunId, new_run_id
 from cadenza.observe.base import Observer
+from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
 from cadenza.runtime.compensation import needs_rollback, roll_back
 from cadenza.runtime.events import Event, EventType
@@ -80,6 +81,7 @@ class Engine:
         self.store: Store = _make_store(store)
         self.observers = tuple(observers)
         self.retry = retry
+        self.bulkheads = BulkheadRegistry()
         self.owner = new_owner()
         self._threads = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="cadenza")
         self._registry: dict[tuple[str, str], WorkflowIR] = {}
@@ -335,6 +337,7 @@ class Engine:
             observers=self.observers,
             thread_pool=self._threads,
             default_retry=self.retry,
+            bulkheads=self.bulkheads,
         )
         task = asyncio.get_running_loop().create_task(self._drive(execution, deadline))
         self._active[run_id] = task

@@ -12,6 +12,7 @@ from typing import Any
 from cadenza.graph.ir import Graph, WorkflowIR
 from cadenza.ids import RunId
 from cadenza.observe.base import Observer, notify
+from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.progress import Progress
@@ -36,6 +37,7 @@ class RunExecution:
         observers: Sequence[Observer] = (),
         thread_pool: Executor | None = None,
         default_retry: RetryPolicy = NO_RETRY,
+        bulkheads: BulkheadRegistry | None = None,
     ) -> None:
         self.run_id = run_id
         self.ir = ir
@@ -45,6 +47,7 @@ class RunExecution:
         self.thread_pool = thread_pool
         self.limit = asyncio.Semaphore(ir.config.max_parallel_steps)
         self.reducers = ir.schema.reducers
+        self.bulkheads = bulkheads or BulkheadRegistry()
         retries = ir.config.max_retries
         if retries is not None:
             default_retry = replace(default_retry, max_attempts=retries + 1)

@@ -14,6 +14,7 @@ import pydantic_core
 from cadenza.errors import CadenzaError, ExpressionError
 from cadenza.graph.expressions import Expression
 from cadenza.graph.ir import Condition, Handler
+from cadenza.resilience.limits import Bulkhead
 from cadenza.runtime.context import ExecutionContext
 from cadenza.runtime.scope import Scope
 
@@ -46,7 +47,12 @@ async def call_handler(
     state: dict[str, Any],
     ctx: ExecutionContext,
     timeout: float | None,
+    bulkhead: Bulkhead | None = None,
 ) -> Any:
+    if bulkhead is not None:
+        # The shared slot first: waiting for it must not hold one of the run's own slots.
+        async with run.bulkheads.semaphore(bulkhead):
+            return await call_handler(run, handler, state, ctx, timeout)
     args = (state, ctx) if handler.wants_context else (state,)
     async with run.limit:
         if handler.is_async:

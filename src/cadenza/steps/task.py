@@ -30,7 +30,9 @@ async def execute_task(run: RunExecution, step: Step, scope: Scope, path: str) -
         started = time.time()
         ctx = context(run, scope, path, step.name, attempt)
         try:
-            result = await call_handler(run, step.handler, dict(scope.state), ctx, policy.timeout)
+            result = await call_handler(
+                run, step.handler, dict(scope.state), ctx, policy.timeout, policy.bulkhead
+            )
             update = check_update(run, result)
         except Exception as exc:
             timed_out = isinstance(exc, TimeoutError)
