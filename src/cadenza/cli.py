@@ -322,6 +322,90 @@ def runs_cancel(
     out.print(f"run {result.run_id} {_status(result.status)}", highlight=False)
 
 
+@runs_app.command("retry")
+def runs_retry(
+    run_id: Annotated[str, typer.Argument(help="A FAILED or CANCELLED run.")],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-drive a failed run from the failed step, as a new run linked to it."""
+
+    async def main() -> Any:
+        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
+            return await engine.redrive(run_id)
+
+    result = _run(main)
+    _print_result(result, as_json)
+    raise typer.Exit(0 if result.status is WorkflowStatus.COMPLETED else 1)
+
+
+@runs_app.command("fork")
+def runs_fork(
+    run_id: Annotated[str, typer.Argument(help="The run to start from.")],
+    step: Annotated[str, typer.Option("--from", help="Start after this recorded step.")],
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="KEY=VALUE to change in the state (VALUE as JSON, else text)."),
+    ] = None,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Time travel: a new run from the state after STEP of RUN, optionally changed."""
+    patch = dict(_parse_assignment(text) for text in sets or [])
+
+    async def main() -> Any:
+        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
+            return await engine.fork(run_id, after=step, set=patch)
+
+    result = _run(main)
+    _print_result(result, as_json)
+    raise typer.Exit(0 if result.status is WorkflowStatus.COMPLETED else 1)
+
+
+@runs_app.command("pause")
+def runs_pause(
+    run_id: Annotated[str, typer.Argument(help="A RUNNING run not executing elsewhere.")],
+    db: DbOption = None,
+    reason: Annotated[str, typer.Option("--reason")] = "paused from the command line",
+) -> None:
+    """Pause a run: it is not resumed until `cadenza runs unpause`."""
+
+    async def main() -> None:
+        async with _engine(db) as engine:
+            await engine.pause(run_id, reason)
+
+    _run(main)
+    out.print(f"run {run_id} {_status(WorkflowStatus.PAUSED)}", highlight=False)
+
+
+@runs_app.command("unpause")
+def runs_unpause(
+    run_id: Annotated[str, typer.Argument(help="A PAUSED run.")],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Let a paused run go on, here, until it finishes."""
+
+    async def main() -> Any:
+        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
+            return await engine.unpause(run_id)
+
+    result = _run(main)
+    _print_result(result, as_json)
+    raise typer.Exit(0 if result.status is WorkflowStatus.COMPLETED else 1)
+
+
+def _parse_assignment(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        fail(f"--set {text!r}: expected KEY=VALUE")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
 def _record_json(r: Any) -> dict[str, Any]:
     return {
         "run_id": r.run_id,

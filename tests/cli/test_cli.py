@@ -145,3 +145,56 @@ def test_resume_with_nothing_to_do(db: Path) -> None:
 def _restore_logging() -> Iterator[None]:
     yield
     structlog.reset_defaults()
+
+
+FLAKY = """
+from typing import Annotated, TypedDict
+import operator, os
+from cadenza import Workflow
+
+class S(TypedDict, total=False):
+    amount: int
+    log: Annotated[list[str], operator.add]
+
+workflow = Workflow("flaky_cli", state=S)
+
+@workflow.step
+def price(state: S) -> S:
+    return {"log": [f"price:{state['amount']}"]}
+
+@workflow.step
+def charge(state: S) -> S:
+    if os.environ.get("PAYMENTS") != "up":
+        raise ConnectionError("payments down")
+    return {"log": [f"charge:{state['amount']}"]}
+"""
+
+
+def test_runs_retry_and_fork(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = tmp_path / "flaky_cli.py"
+    module.write_text(FLAKY)
+    code, out, _ = invoke("run", str(module), "-q", "--json", "--input", '{"amount": 3}')
+    assert code == 1
+    failed = json.loads(out)
+    assert failed["status"] == "FAILED"
+
+    monkeypatch.setenv("PAYMENTS", "up")
+    code, out, _ = invoke("runs", "retry", failed["run_id"], "--json")
+    assert code == 0, out
+    retried = json.loads(out)
+    assert retried["state"]["log"] == ["price:3", "charge:3"]
+
+    code, out, _ = invoke(
+        "runs", "fork", retried["run_id"], "--from", "price", "--set", "amount=9", "--json"
+    )
+    assert code == 0
+    assert json.loads(out)["state"]["log"] == ["price:3", "charge:9"]
+
+    code, _, err = invoke("runs", "fork", retried["run_id"], "--from", "nope")
+    assert code == 2 and "step 'nope' has no recorded completion" in err
+    code, _, err = invoke("runs", "fork", retried["run_id"], "--from", "price", "--set", "oops")
+    assert code == 2 and "expected KEY=VALUE" in err
+    code, _, err = invoke("runs", "retry", retried["run_id"])
+    assert code == 2 and "only FAILED or CANCELLED runs can be re-driven" in err
+    code, _, err = invoke("runs", "pause", retried["run_id"])
+    assert code == 2 and "cannot move a run from COMPLETED to PAUSED" in err

@@ -30,6 +30,7 @@ from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
 from cadenza.runtime.compensation import needs_rollback, roll_back
 from cadenza.runtime.events import Event, EventType
+from cadenza.runtime.fork import check_redrivable, copy_log, cut_after_step
 from cadenza.runtime.ownership import LEASE_SECONDS, new_owner, owner_is_dead
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.run import RunExecution
@@ -87,6 +88,7 @@ class Engine:
         self._registry: dict[tuple[str, str], WorkflowIR] = {}
         self._targets: dict[tuple[str, str], str] = {}
         self._active: dict[RunId, asyncio.Task[RunResult]] = {}
+        self._executions: dict[RunId, RunExecution] = {}
         self._cancel_reasons: dict[RunId, str] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._opened = False
@@ -263,20 +265,118 @@ class Engine:
             return await self.result(rid)
         record = await self.store.get_run(rid)
         check_transition(record.status, WorkflowStatus.CANCELLED)
-        events = await self.store.read_events(rid)
-        seq = events[-1].seq + 1 if events else 1
-        event = Event(
-            rid,
-            seq,
-            EventType.STATUS,
-            data={
-                "from": str(record.status),
-                "to": str(WorkflowStatus.CANCELLED),
-                "reason": reason,
-            },
-        )
-        await self.store.append(rid, (event,), status=WorkflowStatus.CANCELLED, error=reason)
+        await self._append_status(record, WorkflowStatus.CANCELLED, reason)
         return await self.result(rid)
+
+    # -- re-drive, time travel, pause ----------------------------------------------------------
+
+    async def redrive(
+        self, run_id: str, workflow: Workflow | WorkflowIR | None = None
+    ) -> RunResult:
+        """Run a failed (or cancelled) run again from where it stopped, as a new run linked to
+        it: its completed steps are kept, the failed step and what follows run again."""
+        source = await self.store.get_run(RunId(run_id))
+        if source.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
+            raise CadenzaError(
+                f"run {run_id} is {source.status}; only FAILED or CANCELLED runs can be re-driven"
+            )
+        events = await self.store.read_events(source.run_id)
+        check_redrivable(events)
+        return await self._start_copy(source, events, None, None, None, workflow)
+
+    async def fork(
+        self,
+        run_id: str,
+        *,
+        after: str,
+        set: Mapping[str, Any] | None = None,
+        workflow: Workflow | WorkflowIR | None = None,
+    ) -> RunResult:
+        """Time travel: a new run from the state right after step ``after`` of ``run_id``
+        (with ``set`` applied over it), linked to its parent."""
+        source = await self.store.get_run(RunId(run_id))
+        events = await self.store.read_events(source.run_id)
+        return await self._start_copy(
+            source, events, cut_after_step(events, after), after, set, workflow
+        )
+
+    async def _start_copy(
+        self,
+        source: RunRecord,
+        events: list[Event],
+        upto: int | None,
+        after: str | None,
+        patch: Mapping[str, Any] | None,
+        workflow: Workflow | WorkflowIR | None,
+    ) -> RunResult:
+        await self.open()
+        ir = self._resolve(source, workflow)
+        if patch:
+            patch = ir.schema.validate_input(patch)
+        rid = new_run_id()
+        now = time.time()
+        record = source.evolve(
+            run_id=rid,
+            status=WorkflowStatus.RUNNING,
+            error=None,
+            created_at=now,
+            updated_at=now,
+            deadline=now + ir.config.timeout if ir.config.timeout else None,
+            owner=self.owner,
+            lease_until=now + LEASE_SECONDS,
+            parent_run_id=source.run_id,
+        )
+        copied = copy_log(
+            events, rid, upto=upto, parent=source.run_id, from_step=after, patch=patch
+        )
+        await self.store.create_run(record, copied)
+        _log.info("run_forked", run_id=rid, parent=source.run_id, after=after)
+        return await self.resume(rid, ir)
+
+    async def pause(self, run_id: str, reason: str = "paused") -> None:
+        """Stop starting new steps of a run (those in flight finish and are recorded). The
+        run stays PAUSED, across restarts, until :meth:`unpause`."""
+        rid = RunId(run_id)
+        record = await self.store.get_run(rid)
+        check_transition(record.status, WorkflowStatus.PAUSED)
+        execution = self._executions.get(rid)
+        if execution is not None:
+            execution.hold()
+            await execution.set_status(WorkflowStatus.PAUSED, reason=reason)
+            return
+        self._refuse_if_held(record)
+        await self._append_status(record, WorkflowStatus.PAUSED, reason)
+
+    async def unpause(self, run_id: str) -> RunResult:
+        """Let a paused run go on; waits for it to finish."""
+        rid = RunId(run_id)
+        record = await self.store.get_run(rid)
+        check_transition(record.status, WorkflowStatus.RUNNING)
+        execution = self._executions.get(rid)
+        if execution is not None:
+            await execution.set_status(WorkflowStatus.RUNNING)
+            execution.release_hold()
+            return await self.wait(rid)
+        self._refuse_if_held(record)
+        await self._append_status(record, WorkflowStatus.RUNNING, None)
+        return await self.resume(rid)
+
+    def _refuse_if_held(self, record: RunRecord) -> None:
+        if _held_elsewhere(record, self.owner, time.time()):
+            raise CadenzaError(
+                f"run {record.run_id} is executing in {record.owner}; control it from there"
+            )
+
+    async def _append_status(
+        self, record: RunRecord, status: WorkflowStatus, reason: str | None
+    ) -> None:
+        events = await self.store.read_events(record.run_id)
+        data: dict[str, Any] = {"from": str(record.status), "to": str(status)}
+        if reason:
+            data["reason"] = reason
+        seq = events[-1].seq + 1 if events else 1
+        event = Event(record.run_id, seq, EventType.STATUS, data=data)
+        await self.store.append(record.run_id, (event,), status=status, error=reason)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -341,7 +441,13 @@ class Engine:
         )
         task = asyncio.get_running_loop().create_task(self._drive(execution, deadline))
         self._active[run_id] = task
-        task.add_done_callback(lambda _t: self._active.pop(run_id, None))
+        self._executions[run_id] = execution
+
+        def finished(_task: asyncio.Task[RunResult]) -> None:
+            self._active.pop(run_id, None)
+            self._executions.pop(run_id, None)
+
+        task.add_done_callback(finished)
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
 

@@ -54,6 +54,7 @@ class RunExecution:
         self.default_retry = default_retry
         self.top = Scope(key="", state=progress.state)
         self._notes: list[Event] = []
+        self._hold: asyncio.Event | None = None  # set while paused: steps wait before starting
         self._since_snapshot = 0
 
     # -- log -------------------------------------------------------------------------------
@@ -119,6 +120,16 @@ class RunExecution:
             data["reason"] = reason
         await self.commit(EventType.STATUS, data=data, status=new, error=reason)
 
+    def hold(self) -> None:
+        """Pause: steps not yet started wait (those in flight finish)."""
+        if self._hold is None:
+            self._hold = asyncio.Event()
+
+    def release_hold(self) -> None:
+        if self._hold is not None:
+            self._hold.set()
+            self._hold = None
+
     # -- graphs ----------------------------------------------------------------------------
 
     async def run_graph(self, graph: Graph, scope: Scope, prefix: str) -> None:
@@ -133,6 +144,8 @@ class RunExecution:
             if recorded is not None:
                 route = recorded.get("route")
                 return tuple(route) if route is not None else None
+            while self._hold is not None:
+                await self._hold.wait()
             step = graph.steps[name]
             return await EXECUTORS[step.kind](self, step, scope, path)
 
