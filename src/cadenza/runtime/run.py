@@ -154,4 +154,7 @@ class RunExecution:
             if path not in done:
                 self.note(EventType.STEP_SKIPPED, path, scope=scope, data={"reason": "no route"})
 
+        if len(graph.steps) == 1:  # a lone step (most branches): no scheduling to do
+            await run_step(graph.entry[0])
+            return
         await GraphDriver(graph, run_step, on_skip).run()
