@@ -144,14 +144,16 @@ def main(argv: list[str] | None = None) -> int:
 
     floors = {scenario: us for scenario, engine, us in rows if engine == "floor"}
     head = ("scenario", "engine", "n", "per_call_us", "vs_floor")
-    lines = [head, tuple("-" * len(h) for h in head)]
+    lines = [head]
     for scenario, engine, us in rows:
         ratio = f"{us / floors[scenario]:.2f}x"
         lines.append((scenario, engine, str(args.n), f"{us:.3f}", ratio))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    lines.insert(1, tuple("-" * w for w in widths))
     for line in lines:
-        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in
-                        enumerate(zip(line, widths, strict=True))).rstrip())  # fmt: skip
+        pairs = enumerate(zip(line, widths, strict=True))
+        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in pairs]
+        print("  ".join(cells).rstrip())
     rejected = next(
         us for scenario, engine, us in rows if (scenario, engine) == ("rejected", "cadenza")
     )

@@ -23,6 +23,7 @@ from cadenza.graph.expressions import Expression, compile_expression
 from cadenza.graph.ir import FailurePolicy, RouteMode, StepKind, WorkflowIR
 from cadenza.ids import RunId
 from cadenza.observe.base import Observer
+from cadenza.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, CircuitOpen
 from cadenza.resilience.limits import Bulkhead
 from cadenza.resilience.retry import NonRetryableError, RetryPolicy
 from cadenza.runtime.context import ExecutionContext
@@ -55,6 +56,10 @@ __all__ = [
     "compile_expression",
     "RetryPolicy",
     "Bulkhead",
+    "BreakerConfig",
+    "BreakerState",
+    "CircuitBreaker",
+    "CircuitOpen",
     "NonRetryableError",
     # running
     "Engine",

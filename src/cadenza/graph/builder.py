@@ -90,6 +90,8 @@ class Workflow:
         retry: RetryPolicy | None = None,
         compensate: Callable[..., Any] | None = None,
         bulkhead: Bulkhead | None = None,
+        breaker: str | None = None,
+        fallback: Callable[..., Any] | None = None,
         writes: Iterable[str] | None = None,
         inline: bool = False,
     ) -> str:
@@ -98,18 +100,30 @@ class Workflow:
         ``inline`` (for functions that never block). ``retries``/``retry_delay`` are shorthand
         for ``retry=RetryPolicy(max_attempts=retries + 1, initial_delay=retry_delay)``.
         ``compensate(state[, ctx])`` undoes the step's effect if the run fails later (saga).
-        ``bulkhead`` shares a concurrency limit with every step (of any run) naming it."""
+        ``bulkhead`` shares a concurrency limit with every step (of any run) naming it.
+        ``breaker`` names the circuit breaker of the dependency the step calls (configured
+        with ``Engine(breakers={name: BreakerConfig(...)})``); while it is open the step fails
+        fast, or returns ``fallback(state[, ctx])`` when one is given."""
         name = name or step_name(fn)
         path = f"steps.{name}"
         handler = make_handler(fn, path=path, inline=inline)
+        if fallback is not None and breaker is None:
+            raise DefinitionError(
+                "a fallback is used only while the step's circuit breaker is open; name the "
+                "breaker (breaker='payments')",
+                path=f"{path}.fallback",
+            )
         step = Step(
             name=name,
             kind=StepKind.TASK,
             handler=handler,
-            policy=_policy(timeout, retries, retry_delay, retry, path, bulkhead),
+            policy=_policy(timeout, retries, retry_delay, retry, path, bulkhead, breaker),
             writes=frozenset(writes) if writes is not None else _declared_writes(fn),
             compensate=make_handler(compensate, path=f"{path}.compensate")
             if compensate is not None
+            else None,
+            fallback=make_handler(fallback, path=f"{path}.fallback")
+            if fallback is not None
             else None,
         )
         self._names.setdefault(id(fn), name)
@@ -367,6 +381,7 @@ def _policy(
     retry: RetryPolicy | None,
     path: str,
     bulkhead: Bulkhead | None = None,
+    breaker: str | None = None,
 ) -> StepPolicy:
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise DefinitionError(
@@ -380,7 +395,9 @@ def _policy(
         raise DefinitionError("give retries or retry=RetryPolicy(...), not both", path=path)
     if retry is None and retries is not None:
         retry = RetryPolicy(max_attempts=retries + 1, initial_delay=delay, jitter=0.0)
-    return StepPolicy(timeout=timeout, retry=retry, bulkhead=bulkhead)
+    if breaker is not None and (not isinstance(breaker, str) or not breaker):
+        raise DefinitionError("breaker is the name of a dependency", path=f"{path}.breaker")
+    return StepPolicy(timeout=timeout, retry=retry, bulkhead=bulkhead, breaker=breaker)
 
 
 def _condition(cond: str | Callable[..., Any], path: str) -> Condition:

@@ -71,6 +71,7 @@ class StepPolicy:
     timeout: float | None = None
     retry: RetryPolicy | None = None  # None: the workflow's max_retries, else the engine's
     bulkhead: Bulkhead | None = None  # a concurrency limit shared with other steps and runs
+    breaker: str | None = None  # the circuit breaker (by dependency name) guarding the call
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class Step:
     policy: StepPolicy = field(default_factory=StepPolicy)
     writes: frozenset[str] | None = None  # declared output keys, checked at compile time
     compensate: Handler | None = None  # saga: undoes this step's effect when the run fails
+    fallback: Handler | None = None  # called instead of the handler while its breaker is open
     # parallel
     branches: tuple[Graph, ...] = ()
     max_concurrent: int | None = None
@@ -207,6 +209,8 @@ def _describe_step(step: Step) -> dict[str, Any]:
         out["handler"] = step.handler.qualname
     if step.compensate is not None:
         out["compensate"] = step.compensate.qualname
+    if step.fallback is not None:
+        out["fallback"] = step.fallback.qualname
     if step.policy != StepPolicy():
         retry = step.policy.retry.describe() if step.policy.retry else None
         bulkhead = step.policy.bulkhead
@@ -214,6 +218,7 @@ def _describe_step(step: Step) -> dict[str, Any]:
             step.policy.timeout,
             retry,
             [bulkhead.name, bulkhead.limit] if bulkhead else None,
+            step.policy.breaker,
         ]
     if step.branches:
         out["branches"] = [b.describe() for b in step.branches]

@@ -26,6 +26,7 @@ from cadenza.graph.builder import Workflow
 from cadenza.graph.ir import WorkflowIR
 from cadenza.ids import RunId, new_run_id
 from cadenza.observe.base import Observer
+from cadenza.resilience.breaker import BreakerConfig, Breakers
 from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
 from cadenza.runtime.compensation import needs_rollback, roll_back
@@ -69,7 +70,9 @@ class Engine:
     ``store`` is a :class:`Store`, a SQLite file path, ``"memory"``, or ``None`` for the
     embedded default (``$CADENZA_DB`` or ``./cadenza.db``). Use it as an async context
     manager; closing it stops the runs still in flight, which stay resumable. ``retry`` is the
-    policy of steps that set none (and whose workflow sets no ``max_retries``)."""
+    policy of steps that set none (and whose workflow sets no ``max_retries``). ``breakers``
+    configures the circuit breakers steps name (others get :class:`BreakerConfig` defaults);
+    they are shared by every run of the engine."""
 
     def __init__(
         self,
@@ -78,11 +81,13 @@ class Engine:
         observers: Sequence[Observer] = (),
         max_threads: int | None = None,
         retry: RetryPolicy = NO_RETRY,
+        breakers: Mapping[str, BreakerConfig] | None = None,
     ) -> None:
         self.store: Store = _make_store(store)
         self.observers = tuple(observers)
         self.retry = retry
         self.bulkheads = BulkheadRegistry()
+        self.breakers = Breakers(breakers)
         self.owner = new_owner()
         self._threads = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="cadenza")
         self._registry: dict[tuple[str, str], WorkflowIR] = {}
@@ -438,6 +443,7 @@ class Engine:
             thread_pool=self._threads,
             default_retry=self.retry,
             bulkheads=self.bulkheads,
+            breakers=self.breakers,
         )
         task = asyncio.get_running_loop().create_task(self._drive(execution, deadline))
         self._active[run_id] = task

@@ -24,6 +24,7 @@ class EventType(StrEnum):
     COMPENSATION_COMPLETED = "compensation_completed"  # path: "<step path>!compensate"
     COMPENSATION_FAILED = "compensation_failed"  # data: error, error_type, retry, retry_at?
     STATE_PATCHED = "state_patched"  # data: update (set by an operator, e.g. a fork's --set)
+    BREAKER = "breaker"  # a circuit breaker changed state: breaker, from, to, reason, failure_rate
 
 
 @dataclass(slots=True, frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 from cadenza.graph.ir import Graph, WorkflowIR
 from cadenza.ids import RunId
 from cadenza.observe.base import Observer, notify
+from cadenza.resilience.breaker import Breakers
 from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
 from cadenza.runtime.events import Event, EventType
@@ -38,6 +39,7 @@ class RunExecution:
         thread_pool: Executor | None = None,
         default_retry: RetryPolicy = NO_RETRY,
         bulkheads: BulkheadRegistry | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self.run_id = run_id
         self.ir = ir
@@ -48,6 +50,7 @@ class RunExecution:
         self.limit = asyncio.Semaphore(ir.config.max_parallel_steps)
         self.reducers = ir.schema.reducers
         self.bulkheads = bulkheads or BulkheadRegistry()
+        self.breakers = breakers or Breakers()
         retries = ir.config.max_retries
         if retries is not None:
             default_retry = replace(default_retry, max_attempts=retries + 1)
@@ -119,6 +122,22 @@ class RunExecution:
         if reason:
             data["reason"] = reason
         await self.commit(EventType.STATUS, data=data, status=new, error=reason)
+
+    def note_breaker_changes(self, path: str, scope: Scope) -> None:
+        """Record the circuit-breaker transitions the last call caused, in this run's log."""
+        for t in self.breakers.drain():
+            self.note(
+                EventType.BREAKER,
+                path,
+                scope=scope,
+                data={
+                    "breaker": t.breaker,
+                    "from": str(t.from_state),
+                    "to": str(t.to_state),
+                    "reason": t.reason,
+                    "failure_rate": t.failure_rate,
+                },
+            )
 
     def hold(self) -> None:
         """Pause: steps not yet started wait (those in flight finish)."""

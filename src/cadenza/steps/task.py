@@ -1,5 +1,6 @@
 """SEQUENTIAL: call a handler with the state, commit its update; retry per policy, with the
-time of the next attempt in the log so that a restart resumes the backoff."""
+time of the next attempt in the log so that a restart resumes the backoff. A step guarded by
+a circuit breaker fails fast (or takes its fallback) while the breaker is open."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from cadenza.errors import StepFailed
 from cadenza.graph.ir import Step
+from cadenza.resilience.breaker import CircuitOpen
+from cadenza.resilience.retry import RetryPolicy
+from cadenza.runtime.context import ExecutionContext
 from cadenza.runtime.events import EventType
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
@@ -20,8 +24,7 @@ if TYPE_CHECKING:
 
 async def execute_task(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
     assert step.handler is not None
-    policy = step.policy
-    retry = policy.retry or run.default_retry
+    retry = step.policy.retry or run.default_retry
     attempt = run.progress.attempts.get(path, 0)
     await _sleep_until(run.progress.retry_at.get(path))
     while True:
@@ -30,34 +33,76 @@ async def execute_task(run: RunExecution, step: Step, scope: Scope, path: str) -
         started = time.time()
         ctx = context(run, scope, path, step.name, attempt)
         try:
-            result = await call_handler(
-                run, step.handler, dict(scope.state), ctx, policy.timeout, policy.bulkhead
-            )
-            update = check_update(run, result)
+            update, used_fallback = await _attempt(run, step, scope, ctx)
         except Exception as exc:
-            timed_out = isinstance(exc, TimeoutError)
-            error_type = "Timeout" if timed_out else type(exc).__name__
-            message = f"timed out after {policy.timeout:g}s" if timed_out else first_line(exc)
-            data: dict[str, Any] = {
-                "error": message,
-                "error_type": error_type,
-                "retry": retry.should_retry(exc, attempt),
-                "started_at": started,
-            }
-            if data["retry"]:
-                data["retry_at"] = time.time() + retry.delay(attempt)
+            data = _failure(exc, step, retry, attempt, started)
             await run.commit(EventType.STEP_FAILED, path, scope=scope, attempt=attempt, data=data)
             if data["retry"]:
                 await _sleep_until(data["retry_at"])
                 continue
-            raise StepFailed(path, message, error_type=error_type) from exc
+            raise StepFailed(path, data["error"], error_type=data["error_type"]) from exc
         done: dict[str, Any] = {"started_at": started}
         if update:
             done["update"] = update
-        if step.compensate is not None:
+        if used_fallback:
+            done["fallback"] = True
+        elif step.compensate is not None:
             done["compensable"] = True
         await run.commit(EventType.STEP_COMPLETED, path, scope=scope, attempt=attempt, data=done)
         return None
+
+
+async def _attempt(
+    run: RunExecution, step: Step, scope: Scope, ctx: ExecutionContext
+) -> tuple[dict[str, Any] | None, bool]:
+    """One call of the handler (or of the fallback, while the breaker is open)."""
+    assert step.handler is not None
+    policy = step.policy
+    state = dict(scope.state)
+    if policy.breaker is None:
+        result = await call_handler(run, step.handler, state, ctx, policy.timeout, policy.bulkhead)
+        return check_update(run, result), False
+    breaker = run.breakers.get(policy.breaker)
+    try:
+        ticket = breaker.acquire()
+    except CircuitOpen:
+        run.note_breaker_changes(ctx.path, scope)
+        if step.fallback is None:
+            raise
+        result = await call_handler(run, step.fallback, state, ctx, policy.timeout)
+        return check_update(run, result), True
+    try:
+        result = await call_handler(run, step.handler, state, ctx, policy.timeout, policy.bulkhead)
+    except asyncio.CancelledError:
+        breaker.release(ticket)
+        raise
+    except Exception:
+        breaker.failure(ticket)
+        run.note_breaker_changes(ctx.path, scope)
+        raise
+    breaker.success(ticket)
+    run.note_breaker_changes(ctx.path, scope)
+    return check_update(run, result), False
+
+
+def _failure(
+    exc: Exception, step: Step, retry: RetryPolicy, attempt: int, started: float
+) -> dict[str, Any]:
+    timed_out = isinstance(exc, TimeoutError)
+    circuit_open = isinstance(exc, CircuitOpen)
+    data: dict[str, Any] = {
+        "error": f"timed out after {step.policy.timeout:g}s" if timed_out else first_line(exc),
+        "error_type": "Timeout" if timed_out else type(exc).__name__,
+        # An open circuit is worth another attempt (once it may be closed again).
+        "retry": attempt < retry.max_attempts if circuit_open else retry.should_retry(exc, attempt),
+        "started_at": started,
+    }
+    if data["retry"]:
+        wait = retry.delay(attempt)
+        if circuit_open:
+            wait = max(wait, exc.retry_after)
+        data["retry_at"] = time.time() + wait
+    return data
 
 
 async def _sleep_until(when: float | None) -> None:
