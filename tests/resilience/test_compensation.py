@@ -120,3 +120,18 @@ async def test_no_compensable_steps_means_no_rollback_status() -> None:
         result = await engine.run(wf, {})
         events = await engine.store.read_events(result.run_id)
     assert [e.data["to"] for e in events if e.type == "status"] == ["RUNNING", "FAILED"]
+
+
+async def test_the_timeline_shows_what_was_compensated() -> None:
+    from cadenza.runtime.timeline import timeline
+
+    wf = Workflow("saga_timeline", state=S)
+    charge, refund = doing("charge")
+    wf.task(charge, compensate=refund)
+    wf.task(fail, name="ship")
+    async with Engine(MemoryStore()) as engine:
+        result = await engine.run(wf, {})
+        rows = {r.path: r for r in timeline(await engine.store.read_events(result.run_id))}
+    assert rows["charge"].status == "completed"
+    assert rows["ship"].status == "failed"
+    assert rows["charge!compensate"].status == "compensated"

@@ -12,7 +12,7 @@ from cadenza.runtime.events import Event, EventType
 @dataclass(slots=True)
 class TimelineRow:
     path: str
-    status: str  # running, completed, failed, retrying, skipped, waiting
+    status: str  # running, completed, failed, retrying, skipped, waiting, compensated
     attempts: int = 0
     started_at: float | None = None
     finished_at: float | None = None
@@ -26,10 +26,13 @@ class TimelineRow:
         return self.finished_at - self.started_at
 
 
+_NOT_STEPS = frozenset({EventType.BREAKER, EventType.STATE_PATCHED, EventType.STATUS})
+
+
 def timeline(events: Iterable[Event]) -> list[TimelineRow]:
     rows: dict[str, TimelineRow] = {}
     for event in events:
-        if not event.path:
+        if not event.path or event.type in _NOT_STEPS:
             continue
         row = rows.get(event.path)
         if row is None:
@@ -65,5 +68,14 @@ def timeline(events: Iterable[Event]) -> list[TimelineRow]:
             row.started_at = event.ts
         elif kind is EventType.LOOP_ITERATION:
             row.status = "completed"
+            row.finished_at = event.ts
+        elif kind is EventType.COMPENSATION_COMPLETED:
+            row.status = "compensated"
+            row.attempts = event.attempt
+            row.finished_at = event.ts
+        elif kind is EventType.COMPENSATION_FAILED:
+            row.status = "retrying" if event.data.get("retry") else "failed"
+            row.attempts = event.attempt
+            row.error = event.data.get("error")
             row.finished_at = event.ts
     return list(rows.values())
