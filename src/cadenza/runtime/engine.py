@@ -151,19 +151,13 @@ class Engine:
         ir = self.register(workflow, target=target)
         values = ir.schema.validate_input(input or {})
         rid = RunId(run_id) if run_id else new_run_id()
-        now = time.time()
         record = RunRecord(
             run_id=rid,
             workflow=ir.name,
             version=ir.version,
-            status=WorkflowStatus.RUNNING,
             target=target or self._targets.get((ir.name, ir.version), ""),
             input=values,
-            created_at=now,
-            updated_at=now,
-            deadline=now + ir.config.timeout if ir.config.timeout else None,
-            owner=self.owner,
-            lease_until=now + LEASE_SECONDS,
+            **self._fresh(ir),
         )
         progress = Progress(reducers=ir.schema.reducers)
         created = Event(
@@ -319,17 +313,8 @@ class Engine:
         if patch:
             patch = ir.schema.validate_input(patch)
         rid = new_run_id()
-        now = time.time()
         record = source.evolve(
-            run_id=rid,
-            status=WorkflowStatus.RUNNING,
-            error=None,
-            created_at=now,
-            updated_at=now,
-            deadline=now + ir.config.timeout if ir.config.timeout else None,
-            owner=self.owner,
-            lease_until=now + LEASE_SECONDS,
-            parent_run_id=source.run_id,
+            run_id=rid, error=None, parent_run_id=source.run_id, **self._fresh(ir)
         )
         copied = copy_log(
             events, rid, upto=upto, parent=source.run_id, from_step=after, patch=patch
@@ -365,6 +350,18 @@ class Engine:
         self._refuse_if_held(record)
         await self._append_status(record, WorkflowStatus.RUNNING, None)
         return await self.resume(rid)
+
+    def _fresh(self, ir: WorkflowIR) -> dict[str, Any]:
+        """The fields of a run record that a new run, held by this engine, starts with."""
+        now = time.time()
+        return {
+            "status": WorkflowStatus.RUNNING,
+            "created_at": now,
+            "updated_at": now,
+            "deadline": now + ir.config.timeout if ir.config.timeout else None,
+            "owner": self.owner,
+            "lease_until": now + LEASE_SECONDS,
+        }
 
     def _refuse_if_held(self, record: RunRecord) -> None:
         if _held_elsewhere(record, self.owner, time.time()):
