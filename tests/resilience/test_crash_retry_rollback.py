@@ -3,26 +3,22 @@ resumes through the CLI."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from cadenza import SQLiteStore, WorkflowStatus
+from tests.processes import child_env, only_run
+
+from cadenza import WorkflowStatus
 from cadenza.runtime.events import Event
 
 HERE = Path(__file__).parent
 
 
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("SAGA_")}
-    out["SAGA_EFFECTS"] = str(tmp_path / "effects.txt")
-    out["PYTHONPATH"] = os.pathsep.join([str(HERE.parents[1] / "src"), out.get("PYTHONPATH", "")])
-    out.update(extra)
-    return out
+    return child_env("SAGA_", tmp_path / "effects.txt", **extra)
 
 
 def crash_and_resume(tmp_path: Path, mode: str, **kill: str) -> tuple[WorkflowStatus, list[Event]]:
@@ -42,16 +38,7 @@ def crash_and_resume(tmp_path: Path, mode: str, **kill: str) -> tuple[WorkflowSt
     )
     assert second.stderr.count(b"Traceback") == 0, second.stderr.decode()
 
-    async def read() -> tuple[WorkflowStatus, list[Event]]:
-        store = SQLiteStore(db)
-        await store.open()
-        try:
-            (run,) = await store.list_runs()
-            return run.status, await store.read_events(run.run_id)
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
+    return only_run(db)
 
 
 def effects(tmp_path: Path) -> Counter[str]:

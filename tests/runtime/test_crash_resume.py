@@ -4,8 +4,6 @@ in flight runs again with the same idempotency key."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -15,8 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from tests.processes import child_env, only_run, wait_for_a_run
 
-from cadenza import SQLiteStore, WorkflowStatus
+from cadenza import WorkflowStatus
 from cadenza.runtime.events import Event
 
 HERE = Path(__file__).parent
@@ -25,11 +24,7 @@ EXPECTED_LOG = ["a", "b1", "b2", "b3", "count0", "count1", "count2", "d"]
 
 
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("CRASHY_")}
-    out["CRASHY_EFFECTS"] = str(tmp_path / "effects.txt")
-    out["PYTHONPATH"] = os.pathsep.join([str(HERE.parents[1] / "src"), out.get("PYTHONPATH", "")])
-    out.update(extra)
-    return out
+    return child_env("CRASHY_", tmp_path / "effects.txt", **extra)
 
 
 def start_run(tmp_path: Path, **extra: str) -> subprocess.Popen[bytes]:
@@ -51,16 +46,7 @@ def resume(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[bytes]:
 
 
 def read_log(tmp_path: Path) -> tuple[WorkflowStatus, list[Event]]:
-    async def main() -> tuple[WorkflowStatus, list[Event]]:
-        store = SQLiteStore(tmp_path / "runs.db")
-        await store.open()
-        try:
-            (run,) = await store.list_runs()
-            return run.status, await store.read_events(run.run_id)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
+    return only_run(tmp_path / "runs.db")
 
 
 def effects(tmp_path: Path) -> Counter[str]:
@@ -170,7 +156,8 @@ def test_random_kills_until_done(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     slow = {"CRASHY_DELAY": "0.05", "CRASHY_WAIT": "0.2"}
     proc = start_run(tmp_path, **slow)
-    time.sleep(rng.uniform(0.4, 0.9))  # past interpreter start-up, into the run
+    wait_for_a_run(tmp_path / "runs.db")
+    time.sleep(rng.uniform(0.0, 0.5))  # somewhere in the run
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     for _ in range(20):
