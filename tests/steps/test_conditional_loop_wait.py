@@ -152,3 +152,21 @@ async def test_wait_is_a_durable_timer(engine: Engine) -> None:
     events = await engine.store.read_events(result.run_id)
     timer = next(e for e in events if e.type == "timer_set")
     assert timer.path == "pause" and timer.data["fire_at"] > timer.ts
+
+
+async def test_a_guard_skips_its_step_and_the_run_goes_on(engine: Engine) -> None:
+    wf = Workflow("guarded", state=S)
+    wf.task(mark("start"))
+    wf.task(mark("special"), when=["amount > 10000", "premium_customer"])
+    wf.task(mark("strict"), when=["amount > 10000", "premium_customer"], match="all")
+    wf.task(mark("end"))
+    big = await engine.run(wf, {"amount": 20000, "premium_customer": False, "path": []})
+    small = await engine.run(wf, {"amount": 5, "premium_customer": False, "path": []})
+    assert big.state["path"] == ["start", "special", "end"]
+    assert small.state["path"] == ["start", "end"]
+    events = await engine.store.read_events(small.run_id)
+    skips = {e.path: e.data["reason"] for e in events if e.type == "step_skipped"}
+    assert skips == {
+        "special": "conditions not met: amount > 10000 or premium_customer",
+        "strict": "conditions not met: amount > 10000 and premium_customer",
+    }

@@ -6,6 +6,7 @@ When a workflow declares no edges and no conditional, its steps run in declarati
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import StrEnum
 from itertools import pairwise
 from typing import Any, TypeVar, overload
 
@@ -92,6 +93,8 @@ class Workflow:
         bulkhead: Bulkhead | None = None,
         breaker: str | None = None,
         fallback: Callable[..., Any] | None = None,
+        when: str | Callable[..., Any] | Sequence[str | Callable[..., Any]] | None = None,
+        match: str = "any",
         writes: Iterable[str] | None = None,
         inline: bool = False,
     ) -> str:
@@ -103,7 +106,9 @@ class Workflow:
         ``bulkhead`` shares a concurrency limit with every step (of any run) naming it.
         ``breaker`` names the circuit breaker of the dependency the step calls (configured
         with ``Engine(breakers={name: BreakerConfig(...)})``); while it is open the step fails
-        fast, or returns ``fallback(state[, ctx])`` when one is given."""
+        fast, or returns ``fallback(state[, ctx])`` when one is given. ``when`` guards the step:
+        it runs only if the condition(s) hold (``match="any"`` or ``"all"``) and is skipped
+        otherwise, while the steps after it run either way."""
         name = name or step_name(fn)
         path = f"steps.{name}"
         handler = make_handler(fn, path=path, inline=inline)
@@ -125,6 +130,8 @@ class Workflow:
             fallback=make_handler(fallback, path=f"{path}.fallback")
             if fallback is not None
             else None,
+            guard=_guard(when, f"{path}.when"),
+            guard_all=_enum(_Match, match, f"{path}.match") is _Match.ALL,
         )
         self._names.setdefault(id(fn), name)
         return self._add(step)
@@ -411,6 +418,20 @@ def _condition(cond: str | Callable[..., Any], path: str) -> Condition:
     raise DefinitionError(
         f"a condition is an expression string or a function, got {cond!r}", path=path
     )
+
+
+class _Match(StrEnum):
+    ANY = "any"
+    ALL = "all"
+
+
+def _guard(when: Any, path: str) -> tuple[Condition, ...]:
+    if when is None:
+        return ()
+    items = [when] if isinstance(when, str) or callable(when) else list(when)
+    if not items:
+        raise DefinitionError("give at least one condition", path=path)
+    return tuple(_condition(c, f"{path}[{i}]") for i, c in enumerate(items))
 
 
 def _positive(value: int | None, path: str) -> int | None:

@@ -89,6 +89,8 @@ class Step:
     writes: frozenset[str] | None = None  # declared output keys, checked at compile time
     compensate: Handler | None = None  # saga: undoes this step's effect when the run fails
     fallback: Handler | None = None  # called instead of the handler while its breaker is open
+    guard: tuple[Condition, ...] = ()  # run only when these hold (any, or all with guard_all)
+    guard_all: bool = False
     # parallel
     branches: tuple[Graph, ...] = ()
     max_concurrent: int | None = None
@@ -211,6 +213,9 @@ def _describe_step(step: Step) -> dict[str, Any]:
         out["compensate"] = step.compensate.qualname
     if step.fallback is not None:
         out["fallback"] = step.fallback.qualname
+    if step.guard:
+        out["guard"] = [_describe_condition(c) for c in step.guard]
+        out["guard_all"] = step.guard_all
     if step.policy != StepPolicy():
         retry = step.policy.retry.describe() if step.policy.retry else None
         bulkhead = step.policy.bulkhead

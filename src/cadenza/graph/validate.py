@@ -49,6 +49,8 @@ def _check_step(step: Step, graph: Graph, schema: StateSchema, path: str) -> Non
     for i, route in enumerate(step.routes):
         _check_expression(route.condition, schema, f"{path}.routes[{i}]")
     _check_expression(step.until, schema, f"{path}.until")
+    for i, cond in enumerate(step.guard):
+        _check_expression(cond, schema, f"{path}.when[{i}]")
     if step.kind is StepKind.MAP and isinstance(step.items, str):
         missing = schema.check_keys([step.items])
         if missing:

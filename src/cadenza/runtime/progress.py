@@ -57,6 +57,8 @@ class Progress:
                 self.compensable.append(event.path)
         elif kind is EventType.LOOP_ITERATION:
             self.done[event.path] = dict(event.data)
+        elif kind is EventType.STEP_SKIPPED and event.data.get("guard"):
+            self.done[event.path] = {}  # a guard that did not hold: decided, not to be re-run
         elif kind is EventType.STEP_FAILED or kind is EventType.COMPENSATION_FAILED:
             self.attempts[event.path] = event.attempt
             if kind is EventType.COMPENSATION_FAILED and not event.data.get("retry"):

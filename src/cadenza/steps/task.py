@@ -8,7 +8,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from cadenza.errors import StepFailed
+from cadenza.errors import CadenzaError, StepFailed
+from cadenza.graph.expressions import Expression
 from cadenza.graph.ir import Step
 from cadenza.resilience.breaker import CircuitOpen
 from cadenza.resilience.retry import RetryPolicy
@@ -16,7 +17,7 @@ from cadenza.runtime.context import ExecutionContext
 from cadenza.runtime.events import EventType
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
-from cadenza.steps._call import call_handler, check_update, context
+from cadenza.steps._call import call_handler, check_update, context, evaluate
 
 if TYPE_CHECKING:
     from cadenza.runtime.run import RunExecution
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 async def execute_task(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
     assert step.handler is not None
+    if step.guard and not await _guard_holds(run, step, scope, path):
+        return None
     retry = step.policy.retry or run.default_retry
     attempt = run.progress.attempts.get(path, 0)
     await _sleep_until(run.progress.retry_at.get(path))
@@ -103,6 +106,27 @@ def _failure(
             wait = max(wait, exc.retry_after)
         data["retry_at"] = time.time() + wait
     return data
+
+
+async def _guard_holds(run: RunExecution, step: Step, scope: Scope, path: str) -> bool:
+    """Evaluate the step's guard; when it does not hold, record the skip (durably: a resumed
+    run must not evaluate it again) and say so."""
+    ctx = context(run, scope, path, step.name, 1)
+    try:
+        results = [bool(await evaluate(c, scope.state, ctx)) for c in step.guard]
+    except CadenzaError as exc:
+        raise StepFailed(path, str(exc), error_type=type(exc).__name__) from exc
+    except Exception as exc:
+        raise StepFailed(path, first_line(exc), error_type=type(exc).__name__) from exc
+    holds = all(results) if step.guard_all else any(results)
+    if not holds:
+        shown = [c.source if isinstance(c, Expression) else "predicate" for c in step.guard]
+        joiner = " and " if step.guard_all else " or "
+        reason = f"conditions not met: {joiner.join(shown)}"
+        await run.commit(
+            EventType.STEP_SKIPPED, path, scope=scope, data={"reason": reason, "guard": True}
+        )
+    return holds
 
 
 async def _sleep_until(when: float | None) -> None:
