@@ -21,6 +21,9 @@ from cadenza.graph.builder import START, Workflow
 from cadenza.graph.config import WorkflowConfiguration
 from cadenza.graph.expressions import Expression, compile_expression
 from cadenza.graph.ir import FailurePolicy, RouteMode, StepKind, WorkflowIR
+from cadenza.graph.registry import HandlerRegistry, handler, handlers
+from cadenza.graph.spec_compile import load_workflow_file as load_workflow
+from cadenza.graph.spec_load import SpecError
 from cadenza.ids import RunId
 from cadenza.observe.base import Observer
 from cadenza.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, CircuitOpen
@@ -54,6 +57,10 @@ __all__ = [
     "WorkflowConfiguration",
     "WorkflowIR",
     "compile_expression",
+    "handler",
+    "handlers",
+    "HandlerRegistry",
+    "load_workflow",
     "RetryPolicy",
     "Bulkhead",
     "BreakerConfig",
@@ -84,6 +91,7 @@ __all__ = [
     "InputError",
     "LoopLimitExceeded",
     "RollbackRequested",
+    "SpecError",
     "RunNotFound",
     "StepFailed",
     "StoreError",

@@ -157,14 +157,20 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
     log_level: LogOption = "WARNING",
+    handlers: HandlersOption = None,
 ) -> None:
     """Run a workflow to completion and print its final status and state."""
+    from cadenza.graph.spec_load import SpecError
     from cadenza.runtime.loader import load_target
 
     configure_logging(log_level)
     values = parse_input(input)
     try:
-        workflow, canonical = load_target(target)
+        workflow, canonical = load_target(target, handler_modules=handlers or [])
+    except SpecError as exc:
+        for line in exc.lines():
+            err.print(line, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     except CadenzaError as exc:
         fail(str(exc))
     observers: list[Any] = [LoggingObserver()]
@@ -178,6 +184,82 @@ def run(
     result = _run(main)
     _print_result(result, as_json)
     raise typer.Exit(0 if result.status is WorkflowStatus.COMPLETED else 1)
+
+
+HandlersOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--handlers",
+        help="Module(s) holding the handlers of a YAML/JSON workflow (repeatable).",
+    ),
+]
+
+
+@app.command()
+def validate(
+    target: Annotated[str, typer.Argument(help="A YAML/JSON workflow file, or module:attribute.")],
+    handlers: HandlersOption = None,
+) -> None:
+    """Check a workflow definition; print each problem as FILE:LINE:COL: message."""
+    from cadenza.graph.spec_load import SpecError
+    from cadenza.runtime.loader import load_target
+
+    try:
+        workflow, _ = load_target(target, handler_modules=handlers or [])
+        ir = workflow.compile()
+    except SpecError as exc:
+        for line in exc.lines():
+            err.print(line, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except CadenzaError as exc:
+        err.print(f"{target}: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    out.print(
+        f"ok: {ir.name} ({_count_steps(ir.graph)} steps, version {ir.version})", highlight=False
+    )
+
+
+@app.command()
+def graph(
+    target: Annotated[str, typer.Argument(help="A YAML/JSON workflow file, or module:attribute.")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="mermaid, dot, svg or png.")
+    ] = "mermaid",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+    handlers: HandlersOption = None,
+) -> None:
+    """Draw a workflow as Mermaid (default) or DOT text, or as SVG/PNG with Graphviz."""
+    from cadenza.graph.render import render
+    from cadenza.runtime.loader import load_target
+
+    try:
+        workflow, _ = load_target(target, handler_modules=handlers or [])
+        drawn = render(workflow.compile(), fmt, output)
+    except CadenzaError as exc:
+        fail(str(exc), 1)
+    if output is None:
+        if isinstance(drawn, bytes):
+            fail(f"{fmt} is binary: write it to a file with --output", 1)
+        sys.stdout.write(drawn if drawn.endswith("\n") else drawn + "\n")
+    else:
+        err.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the YAML/JSON workflow format (for editor completion)."""
+    from cadenza.graph.spec_schema import workflow_schema
+
+    sys.stdout.write(json.dumps(workflow_schema(), indent=2) + "\n")
+
+
+def _count_steps(graph: Any) -> int:
+    total = 0
+    for step in graph.steps.values():
+        total += 1
+        for sub in (*step.branches, *([step.body] if step.body is not None else [])):
+            total += _count_steps(sub)
+    return total
 
 
 @app.command()

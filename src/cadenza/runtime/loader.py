@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,26 @@ class TargetError(CadenzaError):
     """A target string that does not name a loadable workflow."""
 
 
-def load_target(target: str) -> tuple[Any, str]:
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def load_target(target: str, *, handler_modules: Sequence[str] = ()) -> tuple[Any, str]:
     """Return ``(workflow, canonical_target)``; the canonical form survives a change of the
-    working directory (file paths are made absolute)."""
+    working directory (file paths are made absolute, handler modules are kept with them).
+
+    A YAML or JSON file is a declarative workflow (``path.yaml``, or
+    ``path.yaml#handlers=pkg.mod,pkg.other`` to name the modules holding its handlers)."""
+    path_part, _, fragment = target.partition("#handlers=")
+    if path_part.endswith(SPEC_SUFFIXES):
+        from cadenza.graph.spec_compile import load_workflow_file
+
+        modules = [*filter(None, fragment.split(",")), *handler_modules]
+        path = Path(path_part).resolve()
+        if not path.is_file():
+            raise TargetError(f"no such file: {path_part}")
+        workflow = load_workflow_file(path_part, handler_modules=modules)
+        canonical = f"{path}#handlers={','.join(modules)}" if modules else str(path)
+        return workflow, canonical
     module_part, _, attr = target.partition(":")
     if module_part.endswith(".py") or "/" in module_part or Path(module_part).is_file():
         path = Path(module_part).resolve()

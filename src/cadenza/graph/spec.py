@@ -1,0 +1,230 @@
+"""The declarative format: a workflow as data (YAML or JSON), with the design brief's step
+vocabulary. These models validate the document; ``spec_compile`` turns it into the same IR as
+the Python builder, and ``spec_load`` reads files and locates problems in them.
+
+Semantics of the brief's shorthand:
+
+- ``steps`` run in list order unless a step says ``next`` (a name, a list of names to fan
+  out to, or ``[]`` to end there).
+- CONDITIONAL with ``then``/``else`` (or ``routes``) routes to those steps. CONDITIONAL with
+  only ``conditions`` is a *guard*: the step's handler runs when the conditions hold (any of
+  them, or all with ``match: all``) and is skipped otherwise (a ``step_skipped`` event); the
+  steps after it run either way.
+- PARALLEL runs ``branches`` (each a step, a list of steps, or a handler name); without
+  ``branches`` it runs the handlers registered under its name with ``branch=True``. With
+  ``for_each: KEY`` it runs its one branch once per item of that state list (``ctx.item``).
+- ``required_for`` on HUMAN_APPROVAL makes the approval apply only when those state flags hold.
+- A step's handler is ``handler`` or, by default, its name: a registered name or an import
+  path ``package.module:function``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+class StepType(StrEnum):
+    SEQUENTIAL = "SEQUENTIAL"
+    PARALLEL = "PARALLEL"
+    CONDITIONAL = "CONDITIONAL"
+    LOOP = "LOOP"
+    REACT = "REACT"
+    HUMAN_APPROVAL = "HUMAN_APPROVAL"
+    ORCHESTRATOR = "ORCHESTRATOR"
+    WORKER = "WORKER"
+    WEBHOOK = "WEBHOOK"
+    ROLLBACK = "ROLLBACK"
+    WAIT = "WAIT"
+
+
+class RetrySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=3, ge=1)
+    initial_delay: float = Field(default=1.0, ge=0)
+    backoff: float = Field(default=2.0, ge=1)
+    max_delay: float = Field(default=60.0, ge=0)
+    jitter: float = Field(default=0.1, ge=0, le=1)
+
+
+class BulkheadSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    limit: int = Field(ge=1)
+
+
+Targets = str | list[str]
+
+
+class StepSpec(BaseModel):
+    """One step. Fields that do not apply to the step's type are refused by name."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    type: StepType = StepType.SEQUENTIAL
+    name: str = Field(pattern=NAME, max_length=100)
+    description: str | None = None
+    handler: str | None = None
+    # routing
+    next: Targets | None = None
+    conditions: Targets | None = None
+    match: Literal["any", "all"] = "any"
+    then: Targets | None = None
+    else_: Targets | None = Field(default=None, alias="else")
+    routes: dict[str, str] | None = None
+    default: str | None = None
+    # policies
+    timeout: float | None = Field(default=None, gt=0)
+    retry: int | RetrySpec | None = None
+    compensate: str | None = None
+    breaker: str | None = None
+    fallback: str | None = None
+    bulkhead: BulkheadSpec | None = None
+    # data mapping
+    input: list[str] | None = None
+    output: str | dict[str, str] | None = None
+    # composite steps
+    branches: list[StepSpec | list[StepSpec] | str] | None = None
+    for_each: str | None = None
+    max_concurrent: int | None = Field(default=None, ge=1)
+    on_failure: Literal["fail_fast", "collect"] = "fail_fast"
+    body: list[StepSpec] | None = None
+    until: str | None = None
+    max_iterations: int | None = Field(default=None, ge=1)
+    seconds: float | None = Field(default=None, ge=0)
+    reason: str | None = None
+    # WEBHOOK
+    endpoint: str | None = None
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    payload: list[str] | None = None
+    headers: dict[str, str] | None = None
+    secret_env: str | None = None
+    # HUMAN_APPROVAL
+    approvers: list[str] | None = None
+    required_for: list[str] | None = None
+    quorum: int | None = Field(default=None, ge=1)
+    security_level: Literal["low", "medium", "high", "critical"] | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            upper = value.strip().upper()
+            if upper not in StepType.__members__:
+                close = difflib.get_close_matches(upper, list(StepType.__members__), n=1)
+                hint = f" — did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"unknown step type {value!r}{hint} (types: {', '.join(StepType)})"
+                )
+            return upper
+        return value
+
+    @model_validator(mode="after")
+    def _fields_fit_the_type(self) -> StepSpec:
+        t = self.type
+        misplaced = [f for f, kinds in _ONLY_FOR.items() if _given(self, f) and t not in kinds]
+        if misplaced:
+            field = misplaced[0]
+            allowed = " or ".join(k.value for k in _ONLY_FOR[field])
+            raise ValueError(f"{_alias(field)!r} applies to {allowed} steps, not {t.value}")
+        if t is StepType.LOOP and (self.body is None or self.until is None):
+            raise ValueError("a LOOP needs 'body' (its steps) and 'until' (its exit condition)")
+        if t is StepType.LOOP and self.max_iterations is None:
+            raise ValueError(
+                "a LOOP needs 'max_iterations' (a loop without a bound could run forever)"
+            )
+        if t is StepType.WEBHOOK and not self.endpoint:
+            raise ValueError("a WEBHOOK needs an 'endpoint'")
+        if t is StepType.WAIT and self.seconds is None:
+            raise ValueError("a WAIT needs 'seconds'")
+        if t is StepType.HUMAN_APPROVAL and not self.approvers:
+            raise ValueError("a HUMAN_APPROVAL needs 'approvers' (users or roles)")
+        if t is StepType.CONDITIONAL:
+            routed = self.then is not None or self.else_ is not None or self.routes is not None
+            if not routed and self.conditions is None:
+                raise ValueError("a CONDITIONAL needs 'conditions' (a guard) or 'then'/'routes'")
+            if self.then is not None and self.conditions is None:
+                raise ValueError("'then' needs 'conditions' to decide when to take it")
+            if self.routes is not None and (self.then is not None or self.conditions is not None):
+                raise ValueError("give 'routes' or 'conditions' with 'then'/'else', not both")
+        if self.fallback is not None and self.breaker is None:
+            raise ValueError("'fallback' is used only while the step's 'breaker' is open")
+        return self
+
+    @property
+    def is_guard(self) -> bool:
+        return (
+            self.type is StepType.CONDITIONAL
+            and self.then is None
+            and self.else_ is None
+            and self.routes is None
+        )
+
+
+class FieldSpec(BaseModel):
+    """A state field: a type name and how updates merge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["str", "int", "float", "bool", "list", "dict", "any"] = "any"
+    reducer: str | None = None  # "append"/"add", "merge", "max", "min", or package.module:fn
+
+
+class WorkflowSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME, max_length=100)
+    version: str | None = None
+    description: str | None = None
+    handlers: str | list[str] | None = None
+    state: (
+        dict[str, FieldSpec | Literal["str", "int", "float", "bool", "list", "dict", "any"]] | None
+    ) = None
+    config: dict[str, Any] | None = None
+    steps: Annotated[list[StepSpec], Field(min_length=1)]
+
+
+_WITH_HANDLER = frozenset({StepType.SEQUENTIAL, StepType.CONDITIONAL, StepType.WORKER})
+_ONLY_FOR: dict[str, frozenset[StepType]] = {
+    "conditions": frozenset({StepType.CONDITIONAL}),
+    "then": frozenset({StepType.CONDITIONAL}),
+    "else_": frozenset({StepType.CONDITIONAL}),
+    "routes": frozenset({StepType.CONDITIONAL}),
+    "default": frozenset({StepType.CONDITIONAL}),
+    "branches": frozenset({StepType.PARALLEL}),
+    "for_each": frozenset({StepType.PARALLEL}),
+    "max_concurrent": frozenset({StepType.PARALLEL, StepType.ORCHESTRATOR}),
+    "on_failure": frozenset({StepType.PARALLEL}),
+    "body": frozenset({StepType.LOOP}),
+    "until": frozenset({StepType.LOOP}),
+    "max_iterations": frozenset({StepType.LOOP, StepType.REACT}),
+    "seconds": frozenset({StepType.WAIT}),
+    "reason": frozenset({StepType.ROLLBACK}),
+    "endpoint": frozenset({StepType.WEBHOOK}),
+    "payload": frozenset({StepType.WEBHOOK}),
+    "headers": frozenset({StepType.WEBHOOK}),
+    "secret_env": frozenset({StepType.WEBHOOK}),
+    "approvers": frozenset({StepType.HUMAN_APPROVAL}),
+    "required_for": frozenset({StepType.HUMAN_APPROVAL}),
+    "quorum": frozenset({StepType.HUMAN_APPROVAL}),
+    "compensate": _WITH_HANDLER,
+    "fallback": _WITH_HANDLER | {StepType.WEBHOOK},
+    "input": _WITH_HANDLER,
+}
+_DEFAULTS = {"on_failure": "fail_fast", "method": "POST", "match": "any"}
+
+
+def _given(spec: StepSpec, field: str) -> bool:
+    value = getattr(spec, field)
+    return value is not None and value != _DEFAULTS.get(field)
+
+
+def _alias(field: str) -> str:
+    return "else" if field == "else_" else field
