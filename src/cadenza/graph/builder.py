@@ -1,7 +1,8 @@
 """The Python builder: decorated step functions and a few verbs (``task``, ``parallel``,
 ``map``, ``conditional``, ``loop``, ``wait``, ``edge``/``chain``) that compile to the IR.
 
-When a workflow declares no edges and no conditional, its steps run in declaration order."""
+When a workflow declares no edges, no conditional and no start, its steps run in declaration
+order."""
 
 from __future__ import annotations
 
@@ -269,6 +270,68 @@ class Workflow:
         fails the run with ``reason``. Put it on a route, e.g. a rejected payment."""
         return self._add(Step(name=name, kind=StepKind.ROLLBACK, options={"reason": reason}))
 
+    def webhook(
+        self,
+        name: str,
+        *,
+        endpoint: str,
+        method: str = "POST",
+        payload: Sequence[str] | None = None,
+        output: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        secret_env: str | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: str | None = None,
+    ) -> str:
+        """A WEBHOOK step: ``method`` the JSON of the state keys ``payload`` (the whole state
+        when ``None``) to ``endpoint`` (or to ``config.webhook_endpoints[name]``), signed with
+        HMAC-SHA256 when ``secret_env`` names an environment variable holding the key (see
+        :mod:`cadenza.steps.webhook` for the scheme). The answer (JSON, else text) is stored
+        under ``output`` when given. Connection errors, timeouts (default 30 s), 5xx, 408 and
+        429 are retried per ``retry`` (else the workflow's ``max_retries``); other statuses
+        fail the step at once. Every attempt sends the same ``Idempotency-Key``."""
+        path = f"steps.{name}"
+        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+            raise DefinitionError(
+                f"endpoint must be an http(s) URL, got {endpoint!r}", path=f"{path}.endpoint"
+            )
+        verb = method.upper() if isinstance(method, str) else method
+        if verb not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            raise DefinitionError(
+                f"{method!r} is not one of: GET, POST, PUT, PATCH, DELETE", path=f"{path}.method"
+            )
+        if payload is not None and (
+            isinstance(payload, str) or not all(isinstance(k, str) for k in payload)
+        ):
+            raise DefinitionError(
+                "payload is a list of state keys (or None for the whole state)",
+                path=f"{path}.payload",
+            )
+        if output is not None and (not isinstance(output, str) or not output):
+            raise DefinitionError("output is the state key to store the answer in", path=path)
+        if secret_env is not None and (not isinstance(secret_env, str) or not secret_env):
+            raise DefinitionError(
+                "secret_env is the name of an environment variable", path=f"{path}.secret_env"
+            )
+        options = {
+            "endpoint": endpoint,
+            "method": verb,
+            "payload": list(payload) if payload is not None else None,
+            "output": output,
+            "headers": {str(k): str(v) for k, v in (headers or {}).items()},
+            "secret_env": secret_env,
+        }
+        return self._add(
+            Step(
+                name=name,
+                kind=StepKind.WEBHOOK,
+                policy=_policy(timeout, None, 0.0, retry, path, breaker=breaker),
+                writes=frozenset({output}) if output else frozenset(),
+                options=options,
+            )
+        )
+
     def add(self, step: Step) -> str:
         """Add a prebuilt IR step (used by other front ends)."""
         return self._add(step)
@@ -300,6 +363,14 @@ class Workflow:
         self._compiled = None
         return self
 
+    def configure(self, **changes: Any) -> Workflow:
+        """Change configuration fields (e.g. ``webhook_endpoints`` per environment); the
+        changed workflow is a new version."""
+        self.config = self.config.model_copy(update=changes)
+        WorkflowConfiguration.model_validate(self.config.model_dump())
+        self._compiled = None
+        return self
+
     # -- compile ---------------------------------------------------------------------------
 
     def compile(self) -> WorkflowIR:
@@ -316,7 +387,7 @@ class Workflow:
         edges = list(self._edges)
         has_conditional = any(s.kind is StepKind.CONDITIONAL for s in self._steps.values())
         names = list(self._steps)
-        if not edges and not has_conditional:
+        if not edges and not has_conditional and not self._entry:
             edges = list(pairwise(names))
         for step in self._steps.values():
             edges.extend((step.name, t) for t in step.targets())

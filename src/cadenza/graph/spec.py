@@ -91,7 +91,7 @@ class StepSpec(BaseModel):
     input: list[str] | None = None
     output: str | dict[str, str] | None = None
     # composite steps
-    branches: list[StepSpec | list[StepSpec] | str] | None = None
+    branches: list[StepSpec | str | list[StepSpec | str]] | None = None
     for_each: str | None = None
     max_concurrent: int | None = Field(default=None, ge=1)
     on_failure: Literal["fail_fast", "collect"] = "fail_fast"

@@ -313,13 +313,20 @@ class _Builder:
                 step.name, branches, max_concurrent=step.max_concurrent, on_failure=step.on_failure
             )
 
-    def _branch(self, wf: Workflow, branch: StepSpec | list[StepSpec] | str, path: Loc) -> Any:
+    def _branch(
+        self, wf: Workflow, branch: StepSpec | str | list[StepSpec | str], path: Loc
+    ) -> Any:
         if isinstance(branch, str):
             fn = self._ref(branch, path)
             if fn is None:
                 raise _Reported
             return fn
-        return self._sub(wf, [branch] if isinstance(branch, StepSpec) else branch, path)
+        items = [branch] if isinstance(branch, StepSpec) else branch
+        steps = [
+            StepSpec(name=i.rsplit(":", 1)[-1], handler=i) if isinstance(i, str) else i
+            for i in items
+        ]
+        return self._sub(wf, steps, path)
 
     def _sub(self, wf: Workflow, steps: Sequence[StepSpec], path: Loc) -> Workflow:
         sub = Workflow(f"{wf.name}.{path[-1]}", state=wf.state_type, config=wf.config)
@@ -329,17 +336,12 @@ class _Builder:
         return sub
 
     def _webhook(self, wf: Workflow, step: StepSpec) -> None:
-        output = step.output if isinstance(step.output, str) else None
-        webhook = getattr(wf, "webhook", None)
-        if webhook is None:
-            wf.add(Step(name=step.name, kind=StepKind.WEBHOOK, options={"endpoint": step.endpoint}))
-            return
-        webhook(
+        wf.webhook(
             step.name,
-            endpoint=step.endpoint,
+            endpoint=step.endpoint or "",
             method=step.method,
             payload=step.payload,
-            output=output,
+            output=step.output if isinstance(step.output, str) else None,
             headers=step.headers,
             secret_env=step.secret_env,
             timeout=step.timeout,

@@ -151,13 +151,15 @@ def _walk(
 
 
 def _problems(exc: ValidationError, data: Any, locator: Locator) -> Iterator[Problem]:
-    seen: set[Loc] = set()
+    found: dict[Loc, Problem] = {}
     for error in exc.errors():
         path, model = _data_path(data, error["loc"])
-        if path in seen:
-            continue  # one problem per place: unions report each alternative
-        seen.add(path)
-        yield locator.problem(path, _message(error, path, model))
+        if path not in found:  # one problem per place: unions report each alternative
+            found[path] = locator.problem(path, _message(error, path, model))
+    for path, problem in found.items():
+        # A union's alternatives fail at different depths: keep the most specific.
+        if not any(other[: len(path)] == path and other != path for other in found):
+            yield problem
 
 
 def _data_path(data: Any, loc: Sequence[Any]) -> tuple[Loc, type[BaseModel]]:

@@ -20,6 +20,7 @@ AVAILABLE = frozenset(
         StepKind.LOOP,
         StepKind.WAIT,
         StepKind.ROLLBACK,
+        StepKind.WEBHOOK,
     }
 )
 
@@ -130,7 +131,7 @@ def _check_cycles(graph: Graph, path: str) -> None:
                     "cycle without a loop guard: "
                     + " → ".join(cycle)
                     + "; repeat work with a loop step (wf.loop(..., max_iterations=N))",
-                    path=path,
+                    path=f"{path}.{nxt}",
                 )
             if color[nxt] == white:
                 color[nxt] = grey

@@ -36,6 +36,7 @@ from cadenza.runtime.ownership import LEASE_SECONDS, new_owner, owner_is_dead
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.run import RunExecution
 from cadenza.runtime.status import WorkflowStatus, check_transition
+from cadenza.steps.webhook import aclose_clients
 from cadenza.store.base import RunRecord, Store
 from cadenza.store.memory import MemoryStore
 
@@ -122,6 +123,7 @@ class Engine:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
+        await aclose_clients()
         if self._opened:
             await self.store.close()
             self._opened = False

@@ -14,6 +14,7 @@ from cadenza.steps.parallel import execute_map, execute_parallel
 from cadenza.steps.rollback import execute_rollback
 from cadenza.steps.task import execute_task
 from cadenza.steps.wait import execute_wait
+from cadenza.steps.webhook import execute_webhook
 
 if TYPE_CHECKING:
     from cadenza.runtime.run import RunExecution
@@ -28,4 +29,5 @@ EXECUTORS: dict[StepKind, Executor] = {
     StepKind.LOOP: execute_loop,
     StepKind.WAIT: execute_wait,
     StepKind.ROLLBACK: execute_rollback,
+    StepKind.WEBHOOK: execute_webhook,
 }

@@ -28,7 +28,6 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -142,15 +141,11 @@ def _prepare(
     method = str(opts.get("method") or "POST").upper()
     if method not in METHODS:
         raise WebhookMisconfigured(f"method {method!r} is not one of {', '.join(sorted(METHODS))}")
-    url = run.ir.config.webhook_endpoints.get(step.name, opts.get("endpoint"))
-    if not url:
-        raise WebhookMisconfigured("no endpoint: set options['endpoint'] or webhook_endpoints")
-    try:
-        scheme = httpx.URL(str(url)).scheme
-    except httpx.InvalidURL as exc:
-        raise WebhookMisconfigured(f"endpoint {url!r} is not a valid URL: {exc}") from None
-    if scheme not in ("http", "https"):
-        raise WebhookMisconfigured(f"endpoint {url!r} is not an http(s) URL")
+    url = str(run.ir.config.webhook_endpoints.get(step.name, opts.get("endpoint")) or "")
+    if not url.startswith(("http://", "https://")):
+        raise WebhookMisconfigured(
+            f"endpoint {url!r} is not an http(s) URL (set it, or webhook_endpoints[{step.name!r}])"
+        )
     output = opts.get("output")
     if output is not None and run.ir.schema.check_keys([output]):
         raise WebhookMisconfigured(
@@ -163,20 +158,19 @@ def _prepare(
         missing = [k for k in keys if k not in state]
         if missing:
             raise WebhookMisconfigured(
-                f"payload key {', '.join(map(repr, missing))} not in the state "
-                f"(keys: {', '.join(sorted(state)) or 'none'})"
+                f"payload key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+                f"not in the state (keys: {', '.join(sorted(state)) or 'none'})"
             )
         payload = {k: state[k] for k in keys}
-    body = pydantic_core.to_json(payload)
+    try:
+        body = pydantic_core.to_json(payload)
+    except pydantic_core.PydanticSerializationError as exc:
+        raise WebhookMisconfigured(f"the payload cannot be sent as JSON: {exc}") from None
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-    headers.update({str(k): str(v) for k, v in (opts.get("headers") or {}).items()})
-    headers.update(
-        {
-            "Idempotency-Key": ctx.idempotency_key,
-            "X-Cadenza-Run": ctx.run_id,
-            "X-Cadenza-Step": ctx.path,
-        }
-    )
+    headers |= {str(k): str(v) for k, v in (opts.get("headers") or {}).items()}
+    # Set last: extra headers cannot replace these.
+    headers |= {"Idempotency-Key": ctx.idempotency_key, "X-Cadenza-Run": ctx.run_id}
+    headers["X-Cadenza-Step"] = ctx.path
     secret_env = opts.get("secret_env")
     if secret_env:
         secret = os.environ.get(secret_env)
@@ -187,7 +181,7 @@ def _prepare(
         timestamp = str(int(time.time()))
         headers["X-Cadenza-Timestamp"] = timestamp
         headers["X-Cadenza-Signature"] = "sha256=" + _sign(secret, timestamp, body)
-    return _Request(method, str(url), body, headers)
+    return _Request(method, url, body, headers)
 
 
 def _caller(
@@ -240,16 +234,10 @@ def _content(response: httpx.Response) -> Any:
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
+    """Seconds asked for by a ``Retry-After`` header (an HTTP date is ignored)."""
     try:
-        return max(float(value), 0.0)
+        return max(float(value), 0.0) if value else None
     except ValueError:
-        pass
-    try:
-        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
         return None
 
 
@@ -279,7 +267,8 @@ def verify_signature(
     scheme, _, given = (header or "").partition("=")
     raw = body.encode() if isinstance(body, str) else body
     expected = _sign(secret, str(timestamp), raw)
-    return scheme == "sha256" and hmac.compare_digest(expected, given.strip())
+    given_bytes = given.strip().encode("utf-8", "replace")
+    return scheme == "sha256" and hmac.compare_digest(expected.encode(), given_bytes)
 
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
