@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cadenza import Engine, MemoryStore, SpecError
+from cadenza import ApprovalDenied, Directory, Engine, MemoryStore, WorkflowStatus
 from cadenza.graph.spec_load import read_spec
 from cadenza.runtime.loader import load_target
 from cadenza.steps.webhook import aclose_clients
@@ -25,14 +25,74 @@ def test_the_brief_step_lists_load_as_written(name: str) -> None:
     assert [s.type.value for s in spec.steps] == [s["type"] for s in raw]
 
 
-@pytest.mark.parametrize("name", ["moderation", "financial"])
-def test_approval_steps_wait_for_their_executor(name: str) -> None:
-    with pytest.raises(SpecError) as info:
-        load_target(str(BRIEF / f"{name}.json"), handler_modules=[f"{name}_handlers"])
-    (line,) = info.value.lines()
-    assert line.endswith(
-        ":4:5: $.steps[2]: step kind HUMAN_APPROVAL is not available yet in this version of Cadenza"
+PEOPLE = Directory(
+    {
+        "olivia": frozenset({"compliance_officer"}),
+        "mo": frozenset({"content_moderator"}),
+        "victor": frozenset({"viewer"}),
+    }
+)
+
+
+async def test_a_large_transaction_waits_for_compliance_and_completes_when_approved() -> None:
+    workflow, _ = load_target(str(BRIEF / "financial.json"), handler_modules=["financial_handlers"])
+    async with Engine(MemoryStore()) as engine:
+        waiting = await engine.run(workflow, {"amount": 25000, "account": "ACC-1"})
+        assert waiting.status is WorkflowStatus.WAITING_APPROVAL
+        (pending,) = await engine.pending_approvals()
+        assert pending["step"] == "compliance_review"
+        assert pending["approvers"] == ["compliance_officer"]
+        with pytest.raises(ApprovalDenied, match="victor may not decide 'compliance_review'"):
+            await engine.decide(
+                waiting.run_id, "compliance_review", actor="victor", approve=True, directory=PEOPLE
+            )
+        done = await engine.decide(
+            waiting.run_id,
+            "compliance_review",
+            actor="olivia",
+            approve=True,
+            comment="ok",
+            directory=PEOPLE,
+        )
+        events = await engine.store.read_events(waiting.run_id)
+    assert done.ok, done.error
+    assert done.state["receipt"] == "Receipt: 25000.00 from ACC-1 settled."
+    refused = [e for e in events if e.type == "approval_refused"]
+    assert [e.data["actor"] for e in refused] == ["victor"]
+
+
+async def test_a_small_transaction_needs_no_approval() -> None:
+    workflow, _ = load_target(str(BRIEF / "financial.json"), handler_modules=["financial_handlers"])
+    async with Engine(MemoryStore()) as engine:
+        result = await engine.run(workflow, {"amount": 120, "account": "ACC-2"})
+        events = await engine.store.read_events(result.run_id)
+    assert result.ok
+    assert "fraud_detection" in {e.path for e in events if e.type == "step_skipped"}
+    assert "compliance_review" in {e.path for e in events if e.type == "step_skipped"}
+
+
+async def test_moderation_waits_for_a_moderator_and_a_rejection_fails_the_run() -> None:
+    workflow, _ = load_target(
+        str(BRIEF / "moderation.json"), handler_modules=["moderation_handlers"]
     )
+    async with Stub(Reply(200, "{}")) as notifications:
+        workflow.configure(webhook_endpoints={"notify_user": notifications.url})
+        async with Engine(MemoryStore()) as engine:
+            waiting = await engine.run(workflow, {"content": "Election results are in: http://x"})
+            assert waiting.status is WorkflowStatus.WAITING_APPROVAL
+            assert waiting.state["escalated"] is True and waiting.state["confidence"] == 0.6
+            rejected = await engine.decide(
+                waiting.run_id,
+                "human_review",
+                actor="mo",
+                approve=False,
+                comment="misleading",
+                directory=PEOPLE,
+            )
+        await aclose_clients()
+    assert rejected.status is WorkflowStatus.FAILED
+    assert "rejected by mo (misleading)" in (rejected.error or "")
+    assert notifications.requests == []
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from cadenza.graph.ir import FailurePolicy, RouteMode, StepKind, WorkflowIR
 from cadenza.graph.registry import HandlerRegistry, handler, handlers
 from cadenza.graph.spec_compile import load_workflow_file as load_workflow
 from cadenza.graph.spec_load import SpecError
+from cadenza.identity import ApprovalDenied, Directory
 from cadenza.ids import RunId
 from cadenza.observe.base import Observer
 from cadenza.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, CircuitOpen
@@ -73,6 +74,7 @@ __all__ = [
     "ExecutionContext",
     "RunId",
     "RunResult",
+    "Directory",
     "WorkflowStatus",
     # storage and events
     "Event",
@@ -83,6 +85,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     # errors
+    "ApprovalDenied",
     "CadenzaError",
     "ConflictError",
     "DefinitionError",

@@ -76,6 +76,17 @@ class RollbackRequested(StepFailed):
         return str(self.args[0])
 
 
+class Suspended(CadenzaError):
+    """A step waits for something from outside the run (a decision, a signal): the run stops
+    executing and holds nothing until it arrives. Raised by steps, caught by the engine."""
+
+    def __init__(self, path: str, waiting_for: str, *, approval: bool = False) -> None:
+        self.path = path
+        self.waiting_for = waiting_for
+        self.approval = approval
+        super().__init__(f"step {path!r} waits for {waiting_for}")
+
+
 class LoopLimitExceeded(StepFailed):
     """A loop ran ``max_iterations`` times without its exit condition becoming true."""
 

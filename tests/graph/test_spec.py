@@ -201,14 +201,13 @@ def test_later_kinds_parse_and_stop_at_compile_time(tmp_path: Path) -> None:
         HEADER
         + """
   - {name: start}
-  - {type: HUMAN_APPROVAL, name: review, approvers: [compliance_officer], required_for: [high_risk]}
+  - {type: REACT, name: agent, max_iterations: 5}
 """,
     )
     with pytest.raises(SpecError) as info:
         load_workflow_file(path, registry=registry())
     assert str(info.value) == (
-        f"{path}:13:5: $.steps[1]: step kind HUMAN_APPROVAL is not available yet in this version "
-        "of Cadenza"
+        f"{path}:13:5: $.steps[1]: step kind REACT is not available yet in this version of Cadenza"
     )
 
 

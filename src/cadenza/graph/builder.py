@@ -265,6 +265,47 @@ class Workflow:
             raise DefinitionError("seconds must be a number >= 0", path=f"{path}.seconds")
         return self._add(Step(name=name, kind=StepKind.WAIT, seconds=float(seconds)))
 
+    def approval(
+        self,
+        name: str,
+        *,
+        approvers: Sequence[str],
+        quorum: int = 1,
+        required_for: Sequence[str] = (),
+        timeout: float | None = None,
+        on_timeout: str = "reject",
+        summary: str = "",
+        show: Sequence[str] = (),
+    ) -> str:
+        """A HUMAN_APPROVAL step: the run waits (holding nothing) until ``quorum`` distinct
+        ``approvers`` (users or roles) approve, or one rejects (the step fails, and with it the
+        run, after compensation). ``required_for``: state flags of which one must hold for the
+        approval to apply (otherwise it is skipped). ``timeout`` seconds, then ``on_timeout``:
+        ``"reject"``, ``"approve"`` or ``"escalate:role1,role2"`` (a new period for them).
+        ``summary`` and the state keys in ``show`` are what the approver sees."""
+        path = f"steps.{name}"
+        if not approvers or isinstance(approvers, str):
+            raise DefinitionError("approvers is a list of users or roles", path=f"{path}.approvers")
+        if not isinstance(quorum, int) or quorum < 1:
+            raise DefinitionError("quorum must be a positive integer", path=f"{path}.quorum")
+        if on_timeout not in ("reject", "approve") and not on_timeout.startswith("escalate:"):
+            raise DefinitionError(
+                f"on_timeout is 'reject', 'approve' or 'escalate:ROLE', got {on_timeout!r}",
+                path=f"{path}.on_timeout",
+            )
+        if timeout is not None and timeout <= 0:
+            raise DefinitionError("timeout must be a positive number", path=f"{path}.timeout")
+        options = {
+            "approvers": list(approvers),
+            "quorum": quorum,
+            "required_for": list(required_for),
+            "timeout": timeout,
+            "on_timeout": on_timeout,
+            "summary": summary,
+            "show": list(show),
+        }
+        return self._add(Step(name=name, kind=StepKind.HUMAN_APPROVAL, options=options))
+
     def rollback(self, name: str, *, reason: str = "") -> str:
         """A ROLLBACK step: reaching it compensates the completed steps (newest first) and
         fails the run with ``reason``. Put it on a route, e.g. a rejected payment."""

@@ -110,6 +110,9 @@ class StepSpec(BaseModel):
     approvers: list[str] | None = None
     required_for: list[str] | None = None
     quorum: int | None = Field(default=None, ge=1)
+    on_timeout: str | None = None
+    summary: str | None = None
+    show: list[str] | None = None
     security_level: Literal["low", "medium", "high", "critical"] | None = None
 
     @field_validator("type", mode="before")
@@ -214,6 +217,9 @@ _ONLY_FOR: dict[str, frozenset[StepType]] = {
     "approvers": frozenset({StepType.HUMAN_APPROVAL}),
     "required_for": frozenset({StepType.HUMAN_APPROVAL}),
     "quorum": frozenset({StepType.HUMAN_APPROVAL}),
+    "on_timeout": frozenset({StepType.HUMAN_APPROVAL}),
+    "summary": frozenset({StepType.HUMAN_APPROVAL}),
+    "show": frozenset({StepType.HUMAN_APPROVAL}),
     "compensate": _WITH_HANDLER,
     "fallback": _WITH_HANDLER | {StepType.WEBHOOK},
     "input": _WITH_HANDLER,

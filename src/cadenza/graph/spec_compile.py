@@ -42,7 +42,6 @@ _REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
 }
 _LATER = {
     StepType.REACT: StepKind.REACT,
-    StepType.HUMAN_APPROVAL: StepKind.HUMAN_APPROVAL,
     StepType.ORCHESTRATOR: StepKind.ORCHESTRATOR,
     StepType.WORKER: StepKind.WORKER,
 }
@@ -228,6 +227,17 @@ class _Builder:
                 wf.rollback(step.name, reason=step.reason or "")
             elif t is StepType.WEBHOOK:
                 self._webhook(wf, step)
+            elif t is StepType.HUMAN_APPROVAL:
+                wf.approval(
+                    step.name,
+                    approvers=step.approvers or [],
+                    quorum=step.quorum or 1,
+                    required_for=step.required_for or [],
+                    timeout=step.timeout,
+                    on_timeout=step.on_timeout or "reject",
+                    summary=step.summary or "",
+                    show=step.show or [],
+                )
             else:
                 options = step.model_dump(
                     exclude_none=True, exclude={"type", "name"}, by_alias=True

@@ -21,6 +21,7 @@ AVAILABLE = frozenset(
         StepKind.WAIT,
         StepKind.ROLLBACK,
         StepKind.WEBHOOK,
+        StepKind.HUMAN_APPROVAL,
     }
 )
 

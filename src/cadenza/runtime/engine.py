@@ -20,10 +20,12 @@ from cadenza.errors import (
     CadenzaError,
     StepFailed,
     StoreError,
+    Suspended,
     VersionMismatch,
 )
 from cadenza.graph.builder import Workflow
 from cadenza.graph.ir import WorkflowIR
+from cadenza.identity import ApprovalDenied, Directory
 from cadenza.ids import RunId, new_run_id
 from cadenza.observe.base import Observer
 from cadenza.resilience.breaker import BreakerConfig, Breakers
@@ -36,6 +38,7 @@ from cadenza.runtime.ownership import LEASE_SECONDS, new_owner, owner_is_dead
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.run import RunExecution
 from cadenza.runtime.status import WorkflowStatus, check_transition
+from cadenza.steps.approval import decided
 from cadenza.steps.webhook import aclose_clients
 from cadenza.store.base import RunRecord, Store
 from cadenza.store.memory import MemoryStore
@@ -212,22 +215,133 @@ class Engine:
         if rid in self._active:
             return await self.wait(rid)
         record = await self.store.get_run(rid)
-        if record.status not in ACTIVE:
+        if record.status not in (*ACTIVE, WorkflowStatus.WAITING_APPROVAL):
             return await self.result(rid)
+        execution = await self._take(record, workflow)
+        _log.info(
+            "run_resumed", run_id=rid, workflow=execution.ir.name, from_seq=execution.progress.seq
+        )
+        self._start_execution(execution, record.deadline)
+        return await self.wait(rid)
+
+    async def _take(
+        self, record: RunRecord, workflow: Workflow | WorkflowIR | None = None
+    ) -> RunExecution:
+        """Claim a run for this engine and load it, ready to continue."""
         ir = self._resolve(record, workflow)
         lease = time.time() + LEASE_SECONDS
         if not await self.store.claim(
-            rid, self.owner, lease_until=lease, steal=owner_is_dead(record.owner)
+            record.run_id, self.owner, lease_until=lease, steal=owner_is_dead(record.owner)
         ):
             raise CadenzaError(
-                f"run {rid} is being executed by {record.owner} (lease until "
+                f"run {record.run_id} is being executed by {record.owner} (lease until "
                 f"{time.strftime('%H:%M:%S', time.localtime(record.lease_until or 0))}); "
                 "it will be resumable when that lease expires"
             )
-        progress = await self._load(record, ir)
-        _log.info("run_resumed", run_id=rid, workflow=ir.name, from_seq=progress.seq)
-        self._launch(ir, rid, progress, record.deadline)
-        return await self.wait(rid)
+        return self._execution(ir, record.run_id, await self._load(record, ir))
+
+    # -- approvals and signals ------------------------------------------------------------------
+
+    async def decide(
+        self,
+        run_id: str,
+        step: str,
+        *,
+        actor: str,
+        approve: bool,
+        comment: str = "",
+        directory: Directory | None = None,
+    ) -> RunResult:
+        """Record ``actor``'s decision on the approval ``step`` is waiting for. With a
+        rejection or a quorum of approvals the run continues here; the result is returned when
+        it stops again. An actor who may not decide is refused, and the refusal recorded."""
+        await self.open()
+        record = await self.store.get_run(RunId(run_id))
+        if record.status is not WorkflowStatus.WAITING_APPROVAL:
+            raise CadenzaError(f"run {run_id} is {record.status}, not waiting for an approval")
+        execution = await self._take(record)
+        try:
+            request = execution.progress.approvals.get(step)
+            waiting = [p for p, r in execution.progress.approvals.items() if decided(r) is None]
+            if request is None or decided(request) is not None:
+                shown = ", ".join(waiting) or "none"
+                raise CadenzaError(
+                    f"step {step!r} of run {run_id} is not waiting for a decision "
+                    f"(waiting: {shown})"
+                )
+            if any(d["actor"] == actor for d in request["decisions"]):
+                raise CadenzaError(f"{actor} has already decided on {step!r}")
+            try:
+                (directory or Directory.load()).check(
+                    actor, request["approvers"], f"decide {step!r}"
+                )
+            except ApprovalDenied as exc:
+                await execution.commit(
+                    EventType.APPROVAL_REFUSED, step, data={"actor": actor, "reason": str(exc)}
+                )
+                raise
+            await execution.commit(
+                EventType.APPROVAL_DECISION,
+                step,
+                data={"actor": actor, "approve": approve, "comment": comment},
+            )
+        except BaseException:
+            await self._release(record.run_id)
+            raise
+        if decided(execution.progress.approvals[step]) is None:
+            await self._release(record.run_id)  # more approvals needed
+            return await self.result(run_id)
+        self._start_execution(execution, record.deadline)
+        return await self.wait(run_id)
+
+    async def pending_approvals(
+        self, *, for_user: str | None = None, directory: Directory | None = None
+    ) -> list[dict[str, Any]]:
+        """Every approval waiting for a decision (for one user, by name or role)."""
+        people = directory or (Directory.load() if for_user else None)
+        out = []
+        for record in await self.store.list_runs(
+            status=[WorkflowStatus.WAITING_APPROVAL], limit=100_000
+        ):
+            progress = await self._load(record, None)
+            for path, request in progress.approvals.items():
+                if decided(request) is not None:
+                    continue
+                if for_user and people and not people.matches(for_user, request["approvers"]):
+                    continue
+                out.append(
+                    {
+                        "run_id": record.run_id,
+                        "workflow": record.workflow,
+                        "step": path,
+                        "approvers": request["approvers"],
+                        "quorum": request["quorum"],
+                        "approved_by": [d["actor"] for d in request["decisions"]],
+                        "summary": request.get("summary"),
+                        "show": request.get("show"),
+                        "since": request["since"],
+                        "deadline": request.get("deadline"),
+                    }
+                )
+        return out
+
+    async def signal(
+        self, run_id: str, name: str, payload: Any = None, *, actor: str = ""
+    ) -> RunResult:
+        """Deliver an external event to a run; a step waiting for ``name`` goes on."""
+        await self.open()
+        record = await self.store.get_run(RunId(run_id))
+        if record.status.terminal:
+            raise CadenzaError(f"run {run_id} is {record.status}; it takes no more signals")
+        execution = await self._take(record)
+        await execution.commit(
+            EventType.SIGNAL, data={"name": name, "payload": payload, "actor": actor}
+        )
+        if record.status is WorkflowStatus.RUNNING:
+            self._start_execution(execution, record.deadline)
+            return await self.wait(run_id)
+        await self._release(record.run_id)
+        return await self.result(run_id)
 
     async def resume_all(self) -> ResumeReport:
         """Resume every unfinished run whose engine is gone; wait for them all. Runs that
@@ -433,7 +547,10 @@ class Engine:
     def _launch(
         self, ir: WorkflowIR, run_id: RunId, progress: Progress, deadline: float | None
     ) -> None:
-        execution = RunExecution(
+        self._start_execution(self._execution(ir, run_id, progress), deadline)
+
+    def _execution(self, ir: WorkflowIR, run_id: RunId, progress: Progress) -> RunExecution:
+        return RunExecution(
             run_id=run_id,
             ir=ir,
             store=self.store,
@@ -444,6 +561,9 @@ class Engine:
             bulkheads=self.bulkheads,
             breakers=self.breakers,
         )
+
+    def _start_execution(self, execution: RunExecution, deadline: float | None) -> None:
+        run_id = execution.run_id
         task = asyncio.get_running_loop().create_task(self._drive(execution, deadline))
         self._active[run_id] = task
         self._executions[run_id] = execution
@@ -483,7 +603,7 @@ class Engine:
         """Run the graph (or finish an interrupted rollback); return the final status."""
         if run.progress.status is WorkflowStatus.ROLLBACK:
             return await self._fail(run, run.progress.reason or "rolled back")
-        if run.progress.status is WorkflowStatus.INITIALIZING:
+        if run.progress.status in (WorkflowStatus.INITIALIZING, WorkflowStatus.WAITING_APPROVAL):
             await run.set_status(WorkflowStatus.RUNNING)
         remaining = deadline - time.time() if deadline is not None else None
         try:
@@ -496,6 +616,12 @@ class Engine:
             )
         except StepFailed as exc:
             return await self._fail(run, str(exc))
+        except Suspended as exc:
+            # Nothing more can run until a decision or signal arrives: stop holding the run.
+            if exc.approval:
+                await run.set_status(WorkflowStatus.WAITING_APPROVAL, reason=str(exc))
+                return WorkflowStatus.WAITING_APPROVAL, None
+            return WorkflowStatus.RUNNING, None
         await run.set_status(WorkflowStatus.COMPLETED)
         return WorkflowStatus.COMPLETED, None
 

@@ -25,6 +25,11 @@ class EventType(StrEnum):
     COMPENSATION_FAILED = "compensation_failed"  # data: error, error_type, retry, retry_at?
     STATE_PATCHED = "state_patched"  # data: update (set by an operator, e.g. a fork's --set)
     BREAKER = "breaker"  # a circuit breaker changed state: breaker, from, to, reason, failure_rate
+    APPROVAL_REQUESTED = "approval_requested"  # approvers, quorum, summary, show, deadline
+    APPROVAL_DECISION = "approval_decision"  # actor, approve (bool), comment, auto?
+    APPROVAL_REFUSED = "approval_refused"  # actor, reason: a decision the actor may not make
+    APPROVAL_ESCALATED = "approval_escalated"  # approvers (the new ones), deadline
+    SIGNAL = "signal"  # name, payload, actor
 
 
 @dataclass(slots=True, frozen=True)

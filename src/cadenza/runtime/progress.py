@@ -34,6 +34,8 @@ class Progress:
     fanout: dict[str, list[Any]] = field(default_factory=dict)
     compensable: list[str] = field(default_factory=list)  # in completion order
     compensations: dict[str, bool] = field(default_factory=dict)  # path -> undone (or failed)
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> request
+    signals: list[dict[str, Any]] = field(default_factory=list)  # in arrival order
     status: WorkflowStatus = WorkflowStatus.INITIALIZING
     reason: str | None = None  # of the latest status change
     seq: int = 0
@@ -77,6 +79,17 @@ class Progress:
             if event.data.get("update"):
                 applied.append(event.data["update"])
                 self._apply("", event.data["update"])
+        elif kind is EventType.APPROVAL_REQUESTED:
+            self.approvals[event.path] = {**event.data, "decisions": [], "since": event.ts}
+        elif kind is EventType.APPROVAL_DECISION:
+            self.approvals[event.path]["decisions"].append(dict(event.data))
+        elif kind is EventType.APPROVAL_ESCALATED:
+            request = self.approvals[event.path]
+            request["approvers"] = list(event.data["approvers"])
+            request["deadline"] = event.data.get("deadline")
+            request["on_timeout"] = event.data.get("on_timeout", "reject")
+        elif kind is EventType.SIGNAL:
+            self.signals.append({**event.data, "seq": event.seq})
         elif kind is EventType.STATE_PATCHED:
             applied.append(event.data["update"])
             self._apply("", event.data["update"])
@@ -109,6 +122,8 @@ class Progress:
             "fanout": self.fanout,
             "compensable": self.compensable,
             "compensations": self.compensations,
+            "approvals": self.approvals,
+            "signals": self.signals,
             "status": str(self.status),
             "reason": self.reason,
         }
@@ -131,6 +146,8 @@ class Progress:
             fanout=dict(body["fanout"]),
             compensable=list(body.get("compensable", [])),
             compensations=dict(body.get("compensations", {})),
+            approvals=dict(body.get("approvals", {})),
+            signals=list(body.get("signals", [])),
             status=WorkflowStatus(body["status"]),
             reason=body.get("reason"),
             seq=snapshot.seq,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from cadenza.graph.ir import Step, StepKind
 from cadenza.runtime.scope import Scope
+from cadenza.steps.approval import execute_approval
 from cadenza.steps.conditional import execute_conditional
 from cadenza.steps.loop import execute_loop
 from cadenza.steps.parallel import execute_map, execute_parallel
@@ -30,4 +31,5 @@ EXECUTORS: dict[StepKind, Executor] = {
     StepKind.WAIT: execute_wait,
     StepKind.ROLLBACK: execute_rollback,
     StepKind.WEBHOOK: execute_webhook,
+    StepKind.HUMAN_APPROVAL: execute_approval,
 }

@@ -1,0 +1,110 @@
+"""HUMAN_APPROVAL: a durable wait for decisions of authorised people.
+
+The step records its request (approvers, quorum, what to show, deadline) and the run stops
+executing (WAITING_APPROVAL): no process, thread or connection is held. A decision arrives
+through any process that opens the store (``engine.decide``), which resumes the run; this
+step then finds the decisions in the log and goes on, or fails the run on a rejection."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from cadenza.errors import StepFailed, Suspended
+from cadenza.graph.ir import Step
+from cadenza.runtime.events import EventType
+from cadenza.runtime.scope import Scope
+
+if TYPE_CHECKING:
+    from cadenza.runtime.run import RunExecution
+
+
+async def execute_approval(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
+    opts = step.options
+    required_for = list(opts.get("required_for") or [])
+    if required_for and not any(scope.state.get(flag) for flag in required_for):
+        reason = f"approval not required: none of {', '.join(required_for)} holds"
+        await run.commit(
+            EventType.STEP_SKIPPED, path, scope=scope, data={"reason": reason, "guard": True}
+        )
+        return None
+    request = run.progress.approvals.get(path)
+    if request is None:
+        timeout = opts.get("timeout")
+        await run.commit(
+            EventType.APPROVAL_REQUESTED,
+            path,
+            scope=scope,
+            data={
+                "approvers": list(opts["approvers"]),
+                "quorum": int(opts.get("quorum") or 1),
+                "summary": opts.get("summary") or f"approve {step.name}",
+                "show": {k: scope.state.get(k) for k in opts.get("show") or []},
+                "deadline": time.time() + float(timeout) if timeout else None,
+                "on_timeout": opts.get("on_timeout", "reject"),
+            },
+        )
+        request = run.progress.approvals[path]
+    outcome = decided(request)
+    if outcome is None and _due(request):
+        outcome = await _time_out(run, scope, path, request)
+    if outcome is None:
+        raise Suspended(path, f"approval by {' or '.join(request['approvers'])}", approval=True)
+    approved, who = outcome
+    if not approved:
+        raise StepFailed(path, f"rejected by {who}", error_type="ApprovalRejected")
+    await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data={"approved_by": who})
+    return None
+
+
+def decided(request: dict[str, Any]) -> tuple[bool, str] | None:
+    """``(approved, by whom)`` once a rejection or a quorum of approvals is recorded."""
+    approvals: list[str] = []
+    for d in request["decisions"]:
+        if not d["approve"]:
+            comment = f" ({d['comment']})" if d.get("comment") else ""
+            return False, f"{d['actor']}{comment}"
+        approvals.append(d["actor"])
+    if len(approvals) >= request["quorum"]:
+        return True, ", ".join(approvals)
+    return None
+
+
+def pending_deadline(request: dict[str, Any]) -> float | None:
+    return None if decided(request) is not None else request.get("deadline")
+
+
+def _due(request: dict[str, Any]) -> bool:
+    deadline = request.get("deadline")
+    return deadline is not None and deadline <= time.time()
+
+
+async def _time_out(
+    run: RunExecution, scope: Scope, path: str, request: dict[str, Any]
+) -> tuple[bool, str] | None:
+    """Apply the declared timeout policy: auto-approve, auto-reject, or escalate to others
+    (with a new deadline of the same length)."""
+    policy = str(request.get("on_timeout") or "reject")
+    if policy.startswith("escalate:"):
+        approvers = [a.strip() for a in policy.split(":", 1)[1].split(",") if a.strip()]
+        length = float(request["deadline"] - request["since"])
+        await run.commit(
+            EventType.APPROVAL_ESCALATED,
+            path,
+            scope=scope,
+            data={
+                "approvers": approvers,
+                "deadline": time.time() + length,
+                "on_timeout": "reject",
+                "reason": "timeout",
+            },
+        )
+        return None
+    approve = policy == "approve"
+    await run.commit(
+        EventType.APPROVAL_DECISION,
+        path,
+        scope=scope,
+        data={"actor": "system:timeout", "approve": approve, "comment": "no decision in time"},
+    )
+    return decided(run.progress.approvals[path])
