@@ -183,7 +183,113 @@ def run(
 
     result = _run(main)
     _print_result(result, as_json)
-    raise typer.Exit(0 if result.status is WorkflowStatus.COMPLETED else 1)
+    raise typer.Exit(_exit_code(result.status))
+
+
+def _exit_code(status: WorkflowStatus) -> int:
+    """0 for a run that completed or waits (for an approval, a signal) as designed."""
+    return 0 if status in (WorkflowStatus.COMPLETED, WorkflowStatus.WAITING_APPROVAL) else 1
+
+
+approvals_app = typer.Typer(help="Approvals waiting for a decision.", no_args_is_help=True)
+app.add_typer(approvals_app, name="approvals")
+ActorOption = Annotated[str, typer.Option("--as", help="Who decides (a user in cadenza.toml).")]
+CommentOption = Annotated[str, typer.Option("--comment", "-m", help="Why.")]
+
+
+@approvals_app.command("list")
+def approvals_list(
+    db: DbOption = None,
+    for_user: Annotated[
+        str | None, typer.Option("--for", help="Only those this user may decide.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List approvals waiting for a decision: run, step, approvers, since when."""
+
+    async def main() -> list[dict[str, Any]]:
+        async with _engine(db) as engine:
+            return await engine.pending_approvals(for_user=for_user)
+
+    pending = _run(main)
+    if as_json:
+        out.print_json(dumps(pending))
+        return
+    table = Table("step", "approvers", "approved by", "since", "summary")
+    table.add_column("run", no_wrap=True, min_width=32)
+    for p in pending:
+        table.add_row(
+            p["step"],
+            ", ".join(p["approvers"]),
+            ", ".join(p["approved_by"]),
+            _when(p["since"]),
+            p.get("summary") or "",
+            p["run_id"],
+        )
+    out.print(table)
+
+
+def _decide(
+    run_id: str, step: str, actor: str, approve: bool, comment: str, db: str | None
+) -> None:
+    configure_logging("WARNING")
+
+    async def main() -> Any:
+        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
+            return await engine.decide(run_id, step, actor=actor, approve=approve, comment=comment)
+
+    result = _run(main)
+    _print_result(result, False)
+    raise typer.Exit(_exit_code(result.status))
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The waiting run.")],
+    step: Annotated[str, typer.Argument(help="The approval step.")],
+    actor: ActorOption,
+    comment: CommentOption = "",
+    db: DbOption = None,
+) -> None:
+    """Approve a waiting step; with its quorum reached the run goes on here."""
+    _decide(run_id, step, actor, True, comment, db)
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, typer.Argument(help="The waiting run.")],
+    step: Annotated[str, typer.Argument(help="The approval step.")],
+    actor: ActorOption,
+    comment: CommentOption = "",
+    db: DbOption = None,
+) -> None:
+    """Reject a waiting step: the run fails (after compensating what it declared)."""
+    _decide(run_id, step, actor, False, comment, db)
+
+
+@app.command()
+def signal(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    name: Annotated[str, typer.Argument(help="The signal's name.")],
+    payload: Annotated[str, typer.Option("--payload", help="JSON value.")] = "null",
+    actor: Annotated[str, typer.Option("--as", help="Who sends it.")] = "",
+    db: DbOption = None,
+) -> None:
+    """Deliver a named external event to a run."""
+    try:
+        value = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        fail(f"invalid JSON in --payload: {exc.msg} at line {exc.lineno} column {exc.colno}")
+
+    configure_logging("WARNING")
+
+    async def main() -> Any:
+        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
+            return await engine.signal(run_id, name, value, actor=actor)
+
+    result = _run(main)
+    _print_result(result, False)
+    raise typer.Exit(_exit_code(result.status))
 
 
 HandlersOption = Annotated[
@@ -363,6 +469,7 @@ def runs_show(
                             "duration_s": r.duration,
                             "error": r.error,
                             "route": r.route,
+                            "decided_by": r.decided_by,
                         }
                         for r in rows
                     ],
@@ -382,7 +489,11 @@ def runs_show(
         out.print(f"[red]{record.error}[/]", highlight=False, soft_wrap=True)
     table = Table("step", "status", "attempts", "duration", "detail")
     for r in rows:
-        detail = r.error or (f"→ {', '.join(r.route) or '(none)'}" if r.route is not None else "")
+        detail = (
+            r.error
+            or r.decided_by
+            or (f"→ {', '.join(r.route) or '(none)'}" if r.route is not None else "")
+        )
         table.add_row(r.path, r.status, str(r.attempts or ""), _secs(r.duration), detail)
     out.print(table)
     out.print_json(dumps(result.state))
@@ -412,13 +523,15 @@ def runs_retry(
 ) -> None:
     """Re-drive a failed run from the failed step, as a new run linked to it."""
 
+    configure_logging("WARNING")
+
     async def main() -> Any:
         async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
             return await engine.redrive(run_id)
 
     result = _run(main)
     _print_result(result, as_json)
-    raise typer.Exit(0 if result.status is WorkflowStatus.COMPLETED else 1)
+    raise typer.Exit(_exit_code(result.status))
 
 
 @runs_app.command("fork")
@@ -435,13 +548,15 @@ def runs_fork(
     """Time travel: a new run from the state after STEP of RUN, optionally changed."""
     patch = dict(_parse_assignment(text) for text in sets or [])
 
+    configure_logging("WARNING")
+
     async def main() -> Any:
         async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
             return await engine.fork(run_id, after=step, set=patch)
 
     result = _run(main)
     _print_result(result, as_json)
-    raise typer.Exit(0 if result.status is WorkflowStatus.COMPLETED else 1)
+    raise typer.Exit(_exit_code(result.status))
 
 
 @runs_app.command("pause")
@@ -468,13 +583,15 @@ def runs_unpause(
 ) -> None:
     """Let a paused run go on, here, until it finishes."""
 
+    configure_logging("WARNING")
+
     async def main() -> Any:
         async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
             return await engine.unpause(run_id)
 
     result = _run(main)
     _print_result(result, as_json)
-    raise typer.Exit(0 if result.status is WorkflowStatus.COMPLETED else 1)
+    raise typer.Exit(_exit_code(result.status))
 
 
 def _parse_assignment(text: str) -> tuple[str, Any]:

@@ -258,12 +258,32 @@ class Workflow:
             )
         )
 
-    def wait(self, name: str, *, seconds: float) -> str:
-        """A durable timer: the run resumes after ``seconds`` even across a restart."""
+    def wait(
+        self,
+        name: str,
+        *,
+        seconds: float | None = None,
+        signal: str | None = None,
+        output: str | None = None,
+    ) -> str:
+        """A durable timer (the run resumes after ``seconds`` even across a restart), or a
+        wait for the named ``signal`` (``engine.signal``), failing after ``seconds`` if given;
+        the signal's payload is stored under ``output``."""
         path = f"steps.{name}"
-        if not isinstance(seconds, int | float) or seconds < 0:
+        if seconds is None and signal is None:
+            raise DefinitionError("give seconds, a signal, or both", path=path)
+        if seconds is not None and (not isinstance(seconds, int | float) or seconds < 0):
             raise DefinitionError("seconds must be a number >= 0", path=f"{path}.seconds")
-        return self._add(Step(name=name, kind=StepKind.WAIT, seconds=float(seconds)))
+        options = {"signal": signal, "output": output} if signal is not None else {}
+        return self._add(
+            Step(
+                name=name,
+                kind=StepKind.WAIT,
+                seconds=float(seconds) if seconds is not None else None,
+                writes=frozenset({output}) if output else None,
+                options=options,
+            )
+        )
 
     def approval(
         self,

@@ -30,10 +30,12 @@ class HandlerRegistry:
         if branch:
             if name in self._handlers:
                 raise DefinitionError(f"{name!r} is already a single handler, not branches")
-            self._branches.setdefault(name, []).append(fn)
+            found = self._branches.setdefault(name, [])
+            found[:] = [f for f in found if not _same_source(f, fn)]
+            found.append(fn)
             return
         known = self._handlers.get(name)
-        if known is not None and known is not fn:
+        if known is not None and known is not fn and not _same_source(known, fn):
             raise DefinitionError(
                 f"handler name {name!r} is taken by {_qualname(known)}; give {_qualname(fn)} "
                 "another name"
@@ -86,6 +88,18 @@ class HandlerRegistry:
             "@handler, name the module with `handlers:` (or --handlers), or write "
             "package.module:function"
         )
+
+
+def _same_source(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """The same function imported twice under two module names (a file loaded as a script
+    and as a package module): re-registering it is not a conflict."""
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return (
+        code_a is not None
+        and code_b is not None
+        and code_a.co_filename == code_b.co_filename
+        and a.__qualname__ == b.__qualname__
+    )
 
 
 def _import(ref: str) -> Callable[..., Any]:

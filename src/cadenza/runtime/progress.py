@@ -19,7 +19,7 @@ from cadenza.store.base import Snapshot
 COMPENSATE = "!compensate"
 
 #: The parts of a completion that replay needs (routes taken, loop exits); the rest is history.
-_REPLAYED = frozenset({"route", "join", "iterations", "exit"})
+_REPLAYED = frozenset({"route", "join", "iterations", "exit", "signal_seq"})
 
 
 @dataclass(slots=True)

@@ -121,7 +121,9 @@ class RunExecution:
         data: dict[str, Any] = {"from": str(self.progress.status), "to": str(new)}
         if reason:
             data["reason"] = reason
-        await self.commit(EventType.STATUS, data=data, status=new, error=reason)
+        # A run that goes on again has no current error to show (the log keeps the history).
+        error = reason if reason else ("" if not new.terminal else None)
+        await self.commit(EventType.STATUS, data=data, status=new, error=error)
 
     def note_breaker_changes(self, path: str, scope: Scope) -> None:
         """Record the circuit-breaker transitions the last call caused, in this run's log."""

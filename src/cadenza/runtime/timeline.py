@@ -18,6 +18,7 @@ class TimelineRow:
     finished_at: float | None = None
     error: str | None = None
     route: list[str] | None = None
+    decided_by: str | None = None  # approval steps: who approved (or rejected)
 
     @property
     def duration(self) -> float | None:
@@ -26,7 +27,15 @@ class TimelineRow:
         return self.finished_at - self.started_at
 
 
-_NOT_STEPS = frozenset({EventType.BREAKER, EventType.STATE_PATCHED, EventType.STATUS})
+_NOT_STEPS = frozenset(
+    {
+        EventType.BREAKER,
+        EventType.STATE_PATCHED,
+        EventType.STATUS,
+        EventType.SIGNAL,
+        EventType.APPROVAL_REFUSED,
+    }
+)
 
 
 def timeline(events: Iterable[Event]) -> list[TimelineRow]:
@@ -52,6 +61,8 @@ def timeline(events: Iterable[Event]) -> list[TimelineRow]:
                 row.started_at = float(started)
             if "route" in event.data:
                 row.route = list(event.data["route"])
+            if "approved_by" in event.data:
+                row.decided_by = f"approved by {event.data['approved_by']}"
         elif kind is EventType.STEP_FAILED:
             row.attempts = max(row.attempts, event.attempt)
             row.error = event.data.get("error")
@@ -61,6 +72,11 @@ def timeline(events: Iterable[Event]) -> list[TimelineRow]:
                 row.started_at = float(event.data["started_at"])
         elif kind is EventType.STEP_SKIPPED:
             row.status = "skipped"
+        elif kind is EventType.APPROVAL_REQUESTED:
+            row.status = "waiting"
+            row.started_at = event.ts
+        elif kind is EventType.APPROVAL_DECISION and not event.data.get("approve"):
+            row.decided_by = f"rejected by {event.data.get('actor')}"
         elif kind is EventType.TIMER_SET:
             row.status = "waiting"
             row.started_at = event.ts

@@ -1,12 +1,16 @@
-"""WAIT: a durable timer. The fire time is in the log, so a restarted run waits only for
-what is left."""
+"""WAIT: a durable timer, or a wait for a named signal (with an optional timeout).
+
+The fire time is in the log, so a restarted run waits only for what is left. A run waiting
+for a signal stops executing and holds nothing; ``engine.signal`` delivers the signal and
+continues it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from cadenza.errors import StepFailed, Suspended
 from cadenza.graph.ir import Step
 from cadenza.runtime.events import EventType
 from cadenza.runtime.scope import Scope
@@ -16,13 +20,35 @@ if TYPE_CHECKING:
 
 
 async def execute_wait(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
-    assert step.seconds is not None
     fire_at = run.progress.timers.get(path)
-    if fire_at is None:
+    if fire_at is None and step.seconds is not None:
         fire_at = time.time() + step.seconds
         await run.commit(EventType.TIMER_SET, path, scope=scope, data={"fire_at": fire_at})
-    delay = fire_at - time.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
-    await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data={"fire_at": fire_at})
-    return None
+    signal = step.options.get("signal")
+    if signal is None:
+        assert fire_at is not None
+        delay = fire_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data={"fire_at": fire_at})
+        return None
+    arrived = _unconsumed(run, str(signal))
+    if arrived is not None:
+        data: dict[str, Any] = {"signal_seq": arrived["seq"]}
+        output = step.options.get("output")
+        if output:
+            data["update"] = {output: arrived.get("payload")}
+        await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data=data)
+        return None
+    if fire_at is not None and fire_at <= time.time():
+        raise StepFailed(
+            path, f"no signal {signal!r} within {step.seconds:g}s", error_type="Timeout"
+        )
+    raise Suspended(path, f"signal {signal!r}")
+
+
+def _unconsumed(run: RunExecution, name: str) -> dict[str, Any] | None:
+    taken = {d["signal_seq"] for d in run.progress.done.values() if "signal_seq" in d}
+    return next(
+        (s for s in run.progress.signals if s["name"] == name and s["seq"] not in taken), None
+    )
