@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import operator
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -248,3 +249,30 @@ async def test_a_signal_wait_times_out() -> None:
         result = await engine.resume(waiting.run_id)
     assert result.status is WorkflowStatus.FAILED
     assert "no signal 'payment_received' within 0.05s" in (result.error or "")
+
+
+async def test_requests_and_decisions_are_posted_to_notification_channels() -> None:
+    from tests.http_stub import Reply, Stub
+
+    from cadenza.observe.notify import drain
+
+    async with Stub(Reply(200, "ok")) as slack:
+        wf = review_flow(summary="wire 25,000 to ACC-1")
+        wf.configure(notification_channels=[f"{slack.url}/hooks/T1"])
+        async with Engine(MemoryStore()) as engine:
+            waiting = await engine.run(wf, {"amount": 25000})
+            await engine.decide(
+                waiting.run_id,
+                "review",
+                actor="olivia",
+                approve=True,
+                comment="documents checked",
+                directory=PEOPLE,
+            )
+            await drain()
+    texts = [json.loads(r.body)["text"] for r in slack.requests]
+    assert texts[0].endswith(
+        "step review: approval needed: wire 25,000 to ACC-1 (approvers: compliance_officer)"
+    )
+    assert texts[1].endswith("step review: approved by olivia: documents checked")
+    assert json.loads(slack.requests[0].body)["cadenza"]["show"] == {"amount": 25000}

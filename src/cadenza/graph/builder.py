@@ -427,8 +427,7 @@ class Workflow:
     def configure(self, **changes: Any) -> Workflow:
         """Change configuration fields (e.g. ``webhook_endpoints`` per environment); the
         changed workflow is a new version."""
-        self.config = self.config.model_copy(update=changes)
-        WorkflowConfiguration.model_validate(self.config.model_dump())
+        self.config = WorkflowConfiguration.model_validate({**self.config.model_dump(), **changes})
         self._compiled = None
         return self
 

@@ -28,6 +28,8 @@ from cadenza.graph.ir import WorkflowIR
 from cadenza.identity import ApprovalDenied, Directory
 from cadenza.ids import RunId, new_run_id
 from cadenza.observe.base import Observer
+from cadenza.observe.notify import drain as drain_notifications
+from cadenza.observe.notify import notify
 from cadenza.resilience.breaker import BreakerConfig, Breakers
 from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
@@ -127,6 +129,7 @@ class Engine:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
         await aclose_clients()
+        await drain_notifications()
         if self._opened:
             await self.store.close()
             self._opened = False
@@ -284,6 +287,18 @@ class Engine:
                 EventType.APPROVAL_DECISION,
                 step,
                 data={"actor": actor, "approve": approve, "comment": comment},
+            )
+            verdict = "approved" if approve else "rejected"
+            notify(
+                execution.ir.config.notification_channels,
+                f"{execution.ir.name} run {record.run_id}, step {step}: {verdict} by {actor}"
+                + (f": {comment}" if comment else ""),
+                run_id=record.run_id,
+                workflow=execution.ir.name,
+                step=step,
+                actor=actor,
+                approve=approve,
+                comment=comment,
             )
         except BaseException:
             await self._release(record.run_id)

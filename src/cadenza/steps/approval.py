@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cadenza.errors import StepFailed, Suspended
 from cadenza.graph.ir import Step
+from cadenza.observe.notify import notify
 from cadenza.runtime.events import EventType
 from cadenza.runtime.scope import Scope
 
@@ -45,6 +46,7 @@ async def execute_approval(run: RunExecution, step: Step, scope: Scope, path: st
             },
         )
         request = run.progress.approvals[path]
+        _tell(run, path, request, f"approval needed: {request['summary']}")
     outcome = decided(request)
     if outcome is None and _due(request):
         outcome = await _time_out(run, scope, path, request)
@@ -55,6 +57,19 @@ async def execute_approval(run: RunExecution, step: Step, scope: Scope, path: st
         raise StepFailed(path, f"rejected by {who}", error_type="ApprovalRejected")
     await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data={"approved_by": who})
     return None
+
+
+def _tell(run: RunExecution, path: str, request: dict[str, Any], text: str) -> None:
+    notify(
+        run.ir.config.notification_channels,
+        f"{run.ir.name} run {run.run_id}, step {path}: {text} "
+        f"(approvers: {', '.join(request['approvers'])})",
+        run_id=run.run_id,
+        workflow=run.ir.name,
+        step=path,
+        approvers=list(request["approvers"]),
+        show=request.get("show"),
+    )
 
 
 def decided(request: dict[str, Any]) -> tuple[bool, str] | None:
@@ -99,6 +114,7 @@ async def _time_out(
                 "reason": "timeout",
             },
         )
+        _tell(run, path, run.progress.approvals[path], "approval escalated after its timeout")
         return None
     approve = policy == "approve"
     await run.commit(
