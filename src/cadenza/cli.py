@@ -158,6 +158,9 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
     log_level: LogOption = "WARNING",
     handlers: HandlersOption = None,
+    actor: Annotated[
+        str | None, typer.Option("--as", help="Who starts it (for workflows with allowed_users).")
+    ] = None,
 ) -> None:
     """Run a workflow to completion and print its final status and state."""
     from cadenza.graph.spec_load import SpecError
@@ -179,7 +182,7 @@ def run(
 
     async def main() -> Any:
         async with _engine(db, *observers) as engine:
-            return await engine.run(workflow, values, target=canonical)
+            return await engine.run(workflow, values, target=canonical, actor=actor)
 
     result = _run(main)
     _print_result(result, as_json)

@@ -276,3 +276,43 @@ async def test_requests_and_decisions_are_posted_to_notification_channels() -> N
     )
     assert texts[1].endswith("step review: approved by olivia: documents checked")
     assert json.loads(slack.requests[0].body)["cadenza"]["show"] == {"amount": 25000}
+
+
+async def test_require_approval_puts_a_gate_in_front_of_named_steps() -> None:
+    wf = Workflow(
+        "gated",
+        state=S,
+        config={"require_approval": ["pay"], "allowed_users": ["compliance_officer"]},
+    )
+    wf.task(mark("prepare"))
+    wf.task(mark("pay"))
+    async with Engine(MemoryStore(), directory=PEOPLE) as engine:
+        waiting = await engine.run(wf, {}, actor="olivia")
+        assert waiting.status is WorkflowStatus.WAITING_APPROVAL
+        assert waiting.state["log"] == ["prepare"]
+        done = await engine.decide(waiting.run_id, "approve_pay", actor="omar", approve=True)
+    assert done.ok and done.state["log"] == ["prepare", "pay"]
+
+
+def test_require_approval_names_real_steps_and_needs_approvers() -> None:
+    from cadenza import DefinitionError
+
+    wf = Workflow("bad_gate", state=S, config={"require_approval": ["pya"]})
+    wf.task(mark("pay"))
+    with pytest.raises(DefinitionError, match=r"no step named 'pya'.*did you mean 'pay'"):
+        wf.compile()
+    wf.configure(require_approval=["pay"])
+    with pytest.raises(DefinitionError, match="list users or roles in allowed_users"):
+        wf.compile()
+
+
+async def test_allowed_users_decide_who_may_start_a_run() -> None:
+    wf = Workflow("restricted", state=S, config={"allowed_users": ["compliance_officer"]})
+    wf.task(mark("prepare"))
+    async with Engine(MemoryStore(), directory=PEOPLE) as engine:
+        with pytest.raises(ApprovalDenied, match="say who you are"):
+            await engine.run(wf, {})
+        with pytest.raises(ApprovalDenied, match="victor may not start restricted"):
+            await engine.run(wf, {}, actor="victor")
+        assert (await engine.run(wf, {}, actor="olivia")).ok
+        assert await engine.store.list_runs(status=None) != []

@@ -6,6 +6,7 @@ order."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
 from itertools import pairwise
@@ -452,7 +453,10 @@ class Workflow:
         for step in self._steps.values():
             edges.extend((step.name, t) for t in step.targets())
         entry = tuple(dict.fromkeys(self._entry)) or (names[0],)
-        return Graph.build(self._steps, tuple(dict.fromkeys(edges)), entry)
+        steps = dict(self._steps)
+        for name in self.config.require_approval:
+            entry = _gate(name, steps, edges, entry, self.config.allowed_users)
+        return Graph.build(steps, tuple(dict.fromkeys(edges)), entry)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -549,6 +553,40 @@ def _condition(cond: str | Callable[..., Any], path: str) -> Condition:
     raise DefinitionError(
         f"a condition is an expression string or a function, got {cond!r}", path=path
     )
+
+
+def _gate(
+    name: str,
+    steps: dict[str, Step],
+    edges: list[tuple[str, str]],
+    entry: tuple[str, ...],
+    approvers: Sequence[str],
+) -> tuple[str, ...]:
+    """Put an approval step in front of ``name`` (``require_approval``): every edge into the
+    step goes through the gate. Returns the entry steps, with the gate instead of ``name``."""
+    path = "config.require_approval"
+    if name not in steps:
+        close = difflib.get_close_matches(name, list(steps), n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        raise DefinitionError(
+            f"no step named {name!r} to put an approval in front of{hint}", path=path
+        )
+    if not approvers:
+        raise DefinitionError(
+            "require_approval needs someone to approve: list users or roles in allowed_users",
+            path=path,
+        )
+    gate = f"approve_{name}"
+    if gate in steps:
+        raise DefinitionError(f"a step is already named {gate!r}", path=path)
+    steps[gate] = Step(
+        name=gate,
+        kind=StepKind.HUMAN_APPROVAL,
+        options={"approvers": list(approvers), "quorum": 1, "summary": f"run {name}?"},
+    )
+    edges[:] = [(a, gate if b == name else b) for a, b in edges]
+    edges.append((gate, name))
+    return tuple(gate if e == name else e for e in entry)
 
 
 class _Match(StrEnum):

@@ -88,6 +88,7 @@ class Engine:
         max_threads: int | None = None,
         retry: RetryPolicy = NO_RETRY,
         breakers: Mapping[str, BreakerConfig] | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.store: Store = _make_store(store)
         self.observers = tuple(observers)
@@ -100,6 +101,7 @@ class Engine:
         self._targets: dict[tuple[str, str], str] = {}
         self._active: dict[RunId, asyncio.Task[RunResult]] = {}
         self._executions: dict[RunId, RunExecution] = {}
+        self._directory: Directory | None = directory
         self._cancel_reasons: dict[RunId, str] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._opened = False
@@ -153,10 +155,20 @@ class Engine:
         *,
         run_id: str | None = None,
         target: str = "",
+        actor: str | None = None,
     ) -> RunId:
-        """Validate ``input``, record the run and start it; returns once the run is stored."""
+        """Validate ``input``, record the run and start it; returns once the run is stored.
+        A workflow with ``allowed_users`` starts only for an ``actor`` among them (by name or
+        role)."""
         await self.open()
         ir = self.register(workflow, target=target)
+        if ir.config.allowed_users:
+            if not actor:
+                raise ApprovalDenied(
+                    f"workflow {ir.name} may be started only by "
+                    f"{', '.join(ir.config.allowed_users)}: say who you are (actor / --as)"
+                )
+            self.directory().check(actor, ir.config.allowed_users, f"start {ir.name}")
         values = ir.schema.validate_input(input or {})
         rid = RunId(run_id) if run_id else new_run_id()
         record = RunRecord(
@@ -245,6 +257,12 @@ class Engine:
 
     # -- approvals and signals ------------------------------------------------------------------
 
+    def directory(self) -> Directory:
+        """Users and roles (``cadenza.toml`` or ``$CADENZA_CONFIG``), read once."""
+        if self._directory is None:
+            self._directory = Directory.load()
+        return self._directory
+
     async def decide(
         self,
         run_id: str,
@@ -275,7 +293,7 @@ class Engine:
             if any(d["actor"] == actor for d in request["decisions"]):
                 raise CadenzaError(f"{actor} has already decided on {step!r}")
             try:
-                (directory or Directory.load()).check(
+                (directory or self.directory()).check(
                     actor, request["approvers"], f"decide {step!r}"
                 )
             except ApprovalDenied as exc:
@@ -313,7 +331,7 @@ class Engine:
         self, *, for_user: str | None = None, directory: Directory | None = None
     ) -> list[dict[str, Any]]:
         """Every approval waiting for a decision (for one user, by name or role)."""
-        people = directory or (Directory.load() if for_user else None)
+        people = directory or (self.directory() if for_user else None)
         out = []
         for record in await self.store.list_runs(
             status=[WorkflowStatus.WAITING_APPROVAL], limit=100_000
