@@ -2,6 +2,7 @@
 
 classify_inquiry → route_to_specialist (CONDITIONAL) → billing | technical | shipping | general
 → generate_response (PARALLEL drafts, joined in order) → compose_reply → quality_check
+→ human_quality_review (HUMAN_APPROVAL by a support lead, only for replies that failed a check)
 
 Run it:
     cadenza run examples/customer_service.py \
@@ -34,6 +35,7 @@ class SupportState(TypedDict, total=False):
     reply: str
     quality: dict[str, Any]
     approved: bool
+    needs_review: bool
 
 
 workflow = Workflow(
@@ -161,11 +163,26 @@ def quality_check(state: SupportState) -> SupportState:
         "mentions_order": state.get("order_id") is None or state["order_id"] in reply,
         "short_enough": len(reply) <= 600,
         "no_promises_of_compensation": "compensation" not in reply.lower(),
+        # An urgent inquiry no specialist could answer should not get a generic reply.
+        "urgent_answered": state.get("urgency") != "high" or state.get("specialist") != "general",
     }
+    passed = all(checks.values())
     return {
-        "quality": {"passed": all(checks.values()), "checks": checks},
-        "approved": all(checks.values()),
+        "quality": {"passed": passed, "checks": checks},
+        "approved": passed,
+        "needs_review": not passed,
     }
+
+
+# Replies that failed a rule wait for a support lead (cadenza approve RUN human_quality_review
+# --as USER); the others go out at once.
+workflow.approval(
+    "human_quality_review",
+    approvers=["support_lead"],
+    required_for=["needs_review"],
+    summary="a drafted reply failed a quality rule",
+    show=["inquiry", "reply", "quality"],
+)
 
 
 workflow.chain(classify_inquiry, "route_to_specialist")
@@ -173,7 +190,7 @@ workflow.edge(
     [billing_specialist, technical_specialist, shipping_specialist, general_specialist],
     "generate_response",
 )
-workflow.chain("generate_response", compose_reply, quality_check)
+workflow.chain("generate_response", compose_reply, quality_check, "human_quality_review")
 
 
 SAMPLES = [

@@ -62,3 +62,19 @@ async def test_readme_example_runs(tmp_path: Path) -> None:
         "review": "manual",
     }
     assert small.state["review"] == "auto"
+
+
+async def test_a_reply_that_fails_a_rule_waits_for_a_support_lead() -> None:
+    from cadenza import Directory, WorkflowStatus
+
+    module = load(ROOT / "examples" / "customer_service.py")
+    urgent = "URGENT: I need someone to call me back immediately"
+    people = Directory({"sam": frozenset({"support_lead"})})
+    async with Engine(MemoryStore(), directory=people) as engine:
+        waiting = await engine.run(module.workflow, {"inquiry": urgent})
+        assert waiting.status is WorkflowStatus.WAITING_APPROVAL
+        assert waiting.state["needs_review"] is True
+        done = await engine.decide(
+            waiting.run_id, "human_quality_review", actor="sam", approve=True
+        )
+    assert done.ok

@@ -417,4 +417,5 @@ def test_customer_service_example_renders_every_step() -> None:
             assert name in nodes and name in dot_nodes
     assert ("route_to_specialist", "category == 'billing'", "billing_specialist") in edges
     assert ("route_to_specialist", "default", "general_specialist") in edges
-    assert ("quality_check", "", "__end__") in edges
+    assert ("quality_check", "", "human_quality_review") in edges
+    assert ("human_quality_review", "", "__end__") in edges

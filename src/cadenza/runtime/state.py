@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import PydanticUserError, TypeAdapter, ValidationError
 
 from cadenza.errors import DefinitionError, InputError
 
@@ -80,8 +80,12 @@ class StateSchema:
             return dict(data)
         out: dict[str, Any] = {}
         for key, value in data.items():
+            adapter = _adapter(self.fields[key].type)
+            if adapter is None:
+                out[key] = value
+                continue
             try:
-                out[key] = _adapter(self.fields[key].type).validate_python(value)
+                out[key] = adapter.validate_python(value)
             except ValidationError as exc:
                 first = exc.errors()[0]
                 where = ".".join(str(p) for p in (key, *first["loc"]))
@@ -97,8 +101,10 @@ class StateSchema:
             spec = self.fields.get(key)
             if spec is None or spec.type in _PLAIN:
                 continue
-            with contextlib.suppress(ValidationError):
-                values[key] = _adapter(spec.type).validate_python(value)
+            adapter = _adapter(spec.type)
+            if adapter is not None:
+                with contextlib.suppress(ValidationError):
+                    values[key] = adapter.validate_python(value)
         return values
 
 
@@ -130,17 +136,23 @@ def _split_annotated(hint: Any, name: str) -> tuple[Any, Reducer | None]:
     return hint, None
 
 
-_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+_ADAPTERS: dict[Any, TypeAdapter[Any] | None] = {}
 
 
-def _adapter(tp: Any) -> TypeAdapter[Any]:
+def _adapter(tp: Any) -> TypeAdapter[Any] | None:
+    """A validator for ``tp``; ``None`` for types pydantic cannot validate (for example a
+    ``typing.TypedDict`` nested in a list on Python < 3.12): such values pass as they are."""
     try:
         return _ADAPTERS[tp]
     except (KeyError, TypeError):
-        adapter: TypeAdapter[Any] = TypeAdapter(tp)
-        with contextlib.suppress(TypeError):  # unhashable types are not cached
-            _ADAPTERS[tp] = adapter
-        return adapter
+        pass
+    try:
+        adapter: TypeAdapter[Any] | None = TypeAdapter(tp)
+    except PydanticUserError:
+        adapter = None
+    with contextlib.suppress(TypeError):  # unhashable types are not cached
+        _ADAPTERS[tp] = adapter
+    return adapter
 
 
 def _qualname(obj: Any) -> str:
