@@ -10,6 +10,7 @@ import pytest
 
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
+from cadenza.observe.audit import GENESIS, chain_hash, verify
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord, Snapshot, Store
@@ -309,6 +310,49 @@ async def test_concurrent_appends_from_many_runs(store: Store) -> None:
         assert (await store.get_run(run_id)).status == S.COMPLETED
         assert await store.load_snapshot(run_id) == Snapshot(6, {"seq": 6})
     assert len(await store.list_runs(status={S.COMPLETED}, limit=1000)) == 200
+
+
+# -- audit trail --------------------------------------------------------------------------------
+
+
+async def test_appended_events_carry_a_verifying_hash_chain(
+    store: Store, store_harness: StoreHarness
+) -> None:
+    """The store assigns each event ``prev_hash`` and ``hash`` (``cadenza.observe.audit``) when
+    it appends it, over the event as stored, and ``read_events`` returns them: the same chain on
+    every store, continued across refused appends, held events and (durable stores) a reopen."""
+    run_id = await start(store, "r1")
+    written = [
+        (await store.read_events(run_id))[0],
+        event("r1", 2, data={"text": "Grüße 東京", "n": [1, 2.5, None], "b": {"z": 0, "a": True}}),
+        event("r1", 3, EventType.STEP_STARTED, path="drafts[1]/write", scope="drafts[1]"),
+        event("r1", 4, EventType.STATUS, data={"from": "RUNNING", "to": "PAUSED"}, ts=T0),
+        event("r1", 5, attempt=3),
+    ]
+    await store.append(run_id, written[1:2])
+    with pytest.raises(ConflictError):
+        await store.append(run_id, [event("r1", 4)])
+    await store.append(run_id, written[2:3], durable=False)
+    await store.append(run_id, written[3:], status=S.PAUSED)
+
+    events = await store.read_events(run_id)
+    assert events == written
+    hashes, prev = [], GENESIS
+    for e in written:
+        prev = chain_hash(prev, e)
+        hashes.append(prev)
+    assert [e.hash for e in events] == hashes
+    assert [e.prev_hash for e in events] == [GENESIS, *hashes[:-1]]
+    assert verify(events) is None
+    assert [e.hash for e in await store.read_events(run_id, after_seq=3)] == hashes[3:]
+
+    if store_harness.durable:  # a new store object continues the chain from the stored log
+        store = await store_harness.reopen()
+        await store.append(run_id, [event("r1", 6)])
+        events = await store.read_events(run_id)
+        assert [e.hash for e in events[:5]] == hashes
+        assert events[5].prev_hash == hashes[-1]
+        assert verify(events) is None
 
 
 # -- leases -------------------------------------------------------------------------------------

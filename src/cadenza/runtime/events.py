@@ -39,7 +39,12 @@ class Event:
     ``seq`` numbers a run's events from 1 with no gaps; the store refuses a taken ``seq``
     (optimistic concurrency). ``path`` names the step instance (``"drafts[1]/write"``,
     ``"review#3/edit"``); ``scope`` is the parallel/map branch whose state the update goes to
-    (``""`` for the run's own state)."""
+    (``""`` for the run's own state).
+
+    ``prev_hash`` and ``hash`` chain the run's events into a tamper-evident audit trail (see
+    :mod:`cadenza.observe.audit`). The store assigns them when it appends the event and returns
+    them from ``read_events``; an event not stored yet has ``""``. They take no part in equality
+    (an event read back equals the one appended) and are left out of ``repr``."""
 
     run_id: RunId
     seq: int
@@ -49,6 +54,8 @@ class Event:
     attempt: int = 0
     data: dict[str, Any] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
+    prev_hash: str = field(default="", compare=False, repr=False)
+    hash: str = field(default="", compare=False, repr=False)
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -60,6 +67,8 @@ class Event:
             "attempt": self.attempt,
             "data": self.data,
             "ts": self.ts,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
         }
 
     @classmethod
@@ -73,4 +82,6 @@ class Event:
             attempt=int(row.get("attempt") or 0),
             data=dict(row.get("data") or {}),
             ts=float(row["ts"]),
+            prev_hash=row.get("prev_hash") or "",
+            hash=row.get("hash") or "",
         )

@@ -13,6 +13,7 @@ from pydantic_core import from_json, to_json
 
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
+from cadenza.observe.audit import encode_stored, link
 from cadenza.runtime.events import Event
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord
@@ -23,8 +24,8 @@ _RUN_COLUMNS = (
 )
 _INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_EVENT = (
-    "INSERT INTO events (run_id, seq, type, path, scope, attempt, data, ts) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (run_id, seq, type, path, scope, attempt, data, ts, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_STATUS = (
     "UPDATE runs SET status = coalesce(?, status), error = coalesce(?, error), updated_at = ? "
@@ -41,13 +42,16 @@ _CLAIM = (
 )
 _RELEASE = "UPDATE runs SET owner = NULL, lease_until = NULL WHERE run_id = ? AND owner = ?"
 _RUN_EXISTS = "SELECT 1 FROM runs WHERE run_id = ?"
+# Whether the run exists, and its last event's seq and hash (the chain continues from it): one
+# statement, two primary-key seeks.
 _LAST_SEQ = (
     "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1), "
-    "(SELECT max(seq) FROM events WHERE run_id = ?1)"
+    "(SELECT max(seq) FROM events WHERE run_id = ?1), "
+    "(SELECT hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1)"
 )
 _GET_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?"
 _READ_EVENTS = (
-    "SELECT seq, type, path, scope, attempt, data, ts FROM events "
+    "SELECT seq, type, path, scope, attempt, data, ts, prev_hash, hash FROM events "
     "WHERE run_id = ? AND seq > ? ORDER BY seq"
 )
 _LOAD_SNAPSHOT = "SELECT seq, state, buffers FROM snapshots WHERE run_id = ?"
@@ -236,8 +240,14 @@ def _dumps(value: dict[str, Any]) -> str:
     return to_json(value).decode() if value else "{}"
 
 
-def _event_rows(run_id: RunId, last: int, events: Sequence[Event]) -> list[tuple[Any, ...]]:
-    """Check that ``events`` continue a log ending at ``last`` and encode them as rows."""
+def _event_rows(
+    run_id: RunId, last: int, prev_hash: str, events: Sequence[Event]
+) -> tuple[list[tuple[Any, ...]], str]:
+    """Check that ``events`` continue a log ending at ``last`` (whose last hash is
+    ``prev_hash``) and encode them as rows; returns the rows and the new last hash.
+
+    The audit hash is taken over the data decoded from the JSON text stored, so it is the hash
+    of exactly what the row holds (and what ``read_events`` returns)."""
     rows: list[tuple[Any, ...]] = []
     expected = last
     for event in events:
@@ -250,6 +260,7 @@ def _event_rows(run_id: RunId, last: int, events: Sequence[Event]) -> list[tuple
                 "(another writer appended first)"
             )
         data = event.data
+        type_ = str(event.type)
         try:
             encoded = to_json(data).decode() if data else "{}"
         except ValueError as exc:
@@ -257,11 +268,22 @@ def _event_rows(run_id: RunId, last: int, events: Sequence[Event]) -> list[tuple
                 f"run {run_id!r}: data of event {event.seq} ({event.type}) cannot be stored "
                 f"as JSON: {exc}"
             ) from exc
+        try:
+            body = encode_stored(
+                run_id, expected, type_, event.path, event.scope, event.attempt,
+                from_json(encoded) if data else None, event.ts,
+            )  # fmt: skip
+        except (TypeError, ValueError) as exc:  # a field SQLite could not take either
+            raise StoreError(
+                f"run {run_id!r}: cannot store event {event.seq} ({event.type}): {exc}"
+            ) from exc
+        digest = link(prev_hash, body)
         rows.append(
-            (run_id, event.seq, str(event.type), event.path, event.scope, event.attempt,
-             encoded, event.ts)
+            (run_id, expected, type_, event.path, event.scope, event.attempt,
+             encoded, event.ts, prev_hash, digest)
         )  # fmt: skip
-    return rows
+        prev_hash = digest
+    return rows, prev_hash
 
 
 def _run_from_row(row: tuple[Any, ...]) -> RunRecord:

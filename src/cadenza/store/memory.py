@@ -10,6 +10,7 @@ import pydantic_core
 
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
+from cadenza.observe.audit import GENESIS, as_stored, encode_stored, link
 from cadenza.runtime.events import Event
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord, Snapshot
@@ -31,8 +32,9 @@ class MemoryStore:
         if run.run_id in self._runs:
             raise ConflictError(f"run {run.run_id!r} already exists")
         _check_sequence(run.run_id, 0, events)
+        chained = _chain(run.run_id, GENESIS, events)
         self._runs[run.run_id] = run
-        self._events[run.run_id] = list(events)
+        self._events[run.run_id] = chained
 
     async def append(
         self,
@@ -48,7 +50,7 @@ class MemoryStore:
         if log is None:
             raise RunNotFound(run_id)
         _check_sequence(run_id, len(log), events)
-        log.extend(events)
+        log.extend(_chain(run_id, log[-1].hash if log else GENESIS, events))
         if status is not None or error is not None:
             run = self._runs[run_id]
             self._runs[run_id] = run.evolve(
@@ -113,6 +115,31 @@ class MemoryStore:
         run = await self.get_run(run_id)
         if run.owner == owner:
             self._runs[run_id] = run.evolve(owner=None, lease_until=None)
+
+
+def _chain(run_id: RunId, prev_hash: str, events: Sequence[Event]) -> list[Event]:
+    """``events`` with their audit hashes, chained to ``prev_hash`` (the log's last hash; the
+    log itself is the per-run memory of it). Hashed over the data as a durable store keeps it
+    (encoded and decoded), so the chain matches theirs; what cannot be stored is refused here,
+    before anything is kept."""
+    chained: list[Event] = []
+    for e in events:
+        try:
+            body = encode_stored(
+                run_id, e.seq, str(e.type), e.path, e.scope, e.attempt, as_stored(e.data), e.ts
+            )
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"run {run_id!r}: cannot store event {e.seq} ({e.type}): {exc}"
+            ) from exc
+        digest = link(prev_hash, body)
+        chained.append(
+            Event(
+                run_id, e.seq, e.type, e.path, e.scope, e.attempt, e.data, e.ts, prev_hash, digest
+            )
+        )
+        prev_hash = digest
+    return chained
 
 
 def _check_sequence(run_id: RunId, last: int, events: Sequence[Event]) -> None:

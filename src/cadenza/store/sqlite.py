@@ -31,6 +31,7 @@ from pydantic_core import from_json
 
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
+from cadenza.observe.audit import GENESIS
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.status import TERMINAL, WorkflowStatus
 from cadenza.store._sqlite_migrate import migrate_sqlite, split_sql_script
@@ -62,7 +63,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PATH = "./cadenza.db"
 ENV_PATH = "CADENZA_DB"
 
-# How many runs' last seq numbers to remember before starting afresh (each miss costs a SELECT).
+# How many runs' last seq numbers (and hashes) to remember before starting afresh (each miss
+# costs a SELECT).
 _LAST_SEQ_CACHE_LIMIT = 100_000
 
 
@@ -104,10 +106,11 @@ class SQLiteStore:
         # Writes waiting for the next batch, in call order (durable=False ones included).
         self._queue: list[_Write] = []
         self._flush_handle: asyncio.Handle | None = None
-        # run -> last seq as it will be once every queued write has committed. Present only for
+        # run -> (last seq, its audit hash) as they will be once every queued write has
+        # committed: appends continue the seq and the hash chain from here. Present only for
         # runs known to exist. Never ahead of the file unless a queued write fails, and then the
         # entry is dropped; another process appending makes it lag, which the primary key catches.
-        self._last: dict[RunId, int] = {}
+        self._last: dict[RunId, tuple[int, str]] = {}
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, fast={self.fast})"
@@ -165,7 +168,7 @@ class SQLiteStore:
         run_id = run.run_id
         if run_id in self._last:  # a run the file does not know yet is checked by its key
             raise ConflictError(f"run {run_id!r} already exists")
-        rows = _event_rows(run_id, 0, events)
+        rows, head = _event_rows(run_id, 0, GENESIS, events)
         try:
             input_json = _dumps(run.input)
         except ValueError as exc:
@@ -185,7 +188,7 @@ class SQLiteStore:
             run.lease_until,
             run.parent_run_id,
         )
-        self._last[run_id] = len(rows)
+        self._last[run_id] = (len(rows), head)
         await self._submit(_CreateRun(run_id, row, rows))
 
     async def append(
@@ -199,13 +202,15 @@ class SQLiteStore:
         durable: bool = True,
     ) -> None:
         cur = self._require_open()
-        last = self._last.get(run_id)
-        if last is None:
-            exists, max_seq = cur.execute(_LAST_SEQ, (run_id,)).fetchone()
+        cached = self._last.get(run_id)
+        if cached is None:
+            exists, max_seq, last_hash = cur.execute(_LAST_SEQ, (run_id,)).fetchone()
             if not exists:
                 raise RunNotFound(run_id)
-            last = max_seq or 0
-        rows = _event_rows(run_id, last, events)
+            last, head = max_seq or 0, last_hash or GENESIS
+        else:
+            last, head = cached
+        rows, head = _event_rows(run_id, last, head, events)
         snapshot_row = None
         if snapshot is not None:
             try:
@@ -219,7 +224,7 @@ class SQLiteStore:
                 raise StoreError(
                     f"run {run_id!r}: snapshot cannot be stored as JSON: {exc}"
                 ) from exc
-        self._last[run_id] = last + len(rows)
+        self._last[run_id] = (last + len(rows), head)
         write = _Append(
             run_id,
             rows,
@@ -370,8 +375,8 @@ class SQLiteStore:
         if not rows and cur.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
             raise RunNotFound(run_id)
         return [
-            Event(run_id, seq, EventType(type_), path, scope, attempt, from_json(data), ts)
-            for seq, type_, path, scope, attempt, data, ts in rows
+            Event(run_id, seq, EventType(type_), path, scope, attempt, from_json(data), ts, prev, h)
+            for seq, type_, path, scope, attempt, data, ts, prev, h in rows
         ]
 
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None:

@@ -8,7 +8,7 @@ CREATE TABLE events (
     scope   TEXT NOT NULL DEFAULT '',
     attempt INTEGER NOT NULL DEFAULT 0,
     data    TEXT NOT NULL DEFAULT '{}',
-    ts      REAL NOT NULL,
+    ts      REAL NOT NULL, prev_hash TEXT NOT NULL DEFAULT '', hash TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 
