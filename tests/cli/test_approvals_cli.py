@@ -75,3 +75,30 @@ def test_compliance_review_from_the_shell() -> None:
 def test_signal_payload_must_be_json() -> None:
     code, _, err = invoke("signal", "anything", "paid", "--payload", "{nope")
     assert code == 2 and "invalid JSON in --payload" in err
+
+
+def test_audit_verify_finds_the_edited_event(tmp_path: Path) -> None:
+    import sqlite3
+
+    code, out, _ = invoke(
+        "run",
+        str(EXAMPLES / "financial_transaction.yaml"),
+        "-q",
+        "--json",
+        "--input",
+        '{"amount": 120, "account": "ACC-9"}',
+    )
+    run_id = json.loads(out)["run_id"]
+    code, out, _ = invoke("audit", "verify")
+    assert code == 0 and "every event chain verifies" in out
+    code, out, _ = invoke("audit", "export", run_id, "--format", "csv")
+    assert code == 0 and out.splitlines()[0].startswith("run_id,seq,when,who,what,why")
+
+    with sqlite3.connect(tmp_path / "runs.db") as conn:
+        conn.execute(
+            "UPDATE events SET data = replace(data, 'ACC-9', 'ACC-6') WHERE run_id = ? AND seq = 1",
+            (run_id,),
+        )
+    code, _, err = invoke("audit", "verify", run_id)
+    assert code == 1
+    assert f"run {run_id} event 1: edited" in err
