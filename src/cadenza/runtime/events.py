@@ -14,7 +14,7 @@ from cadenza.ids import RunId
 class EventType(StrEnum):
     RUN_CREATED = "run_created"  # data: workflow, version, input
     STATUS = "status"  # data: from, to, reason?
-    STEP_STARTED = "step_started"  # informational; written with the next commit
+    STEP_STARTED = "step_started"  # live only: seq 0, for observers, never stored
     STEP_COMPLETED = "step_completed"  # data: update?, route?, join?, started_at
     STEP_FAILED = "step_failed"  # data: error, error_type, retry (bool), started_at
     STEP_SKIPPED = "step_skipped"  # data: reason

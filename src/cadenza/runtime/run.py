@@ -116,6 +116,17 @@ class RunExecution:
         self.progress.apply(event)
         self._notes.append(event)
 
+    def announce(
+        self, type: EventType, path: str, *, scope: Scope | None = None, attempt: int = 0
+    ) -> None:
+        """A live event for observers only (``seq`` 0, never stored): a step attempt starting.
+        Recovery and the audit trail need only outcomes (each attempt ends in a stored
+        ``step_failed`` or ``step_completed`` carrying its ``started_at``), and keeping the
+        start out of the log halves the store's work per step."""
+        if self.observers:
+            event = Event(self.run_id, 0, type, path, scope.key if scope else "", attempt)
+            notify(self.observers, event, workflow=self.ir.name)
+
     async def set_status(self, new: WorkflowStatus, *, reason: str | None = None) -> None:
         check_transition(self.progress.status, new)
         data: dict[str, Any] = {"from": str(self.progress.status), "to": str(new)}

@@ -96,7 +96,7 @@ async def execute_webhook(run: RunExecution, step: Step, scope: Scope, path: str
     await _sleep_until(run.progress.retry_at.get(path))
     while True:
         attempt += 1
-        run.note(EventType.STEP_STARTED, path, scope=scope, attempt=attempt)
+        run.announce(EventType.STEP_STARTED, path, scope=scope, attempt=attempt)
         started = time.time()
         ctx = context(run, scope, path, step.name, attempt)
         answer: list[httpx.Response] = []

@@ -10,16 +10,21 @@ import pydantic_core
 
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
-from cadenza.observe.audit import GENESIS, as_stored, encode_stored, link
+from cadenza.observe.audit import GENESIS, encode_stored, link
 from cadenza.runtime.events import Event
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord, Snapshot
 
 
 class MemoryStore:
+    """Events are kept as their JSON (taken when appended, so later changes to the objects a
+    step returned cannot rewrite history) and chained into the audit hash chain when first
+    read: the chain is the same as a durable store's, without its cost on every append."""
+
     def __init__(self) -> None:
         self._runs: dict[RunId, RunRecord] = {}
-        self._events: dict[RunId, list[Event]] = {}
+        self._events: dict[RunId, list[tuple[Event, bytes]]] = {}
+        self._chained: dict[RunId, list[Event]] = {}
         self._snapshots: dict[RunId, tuple[int, bytes]] = {}
 
     async def open(self) -> None:
@@ -32,9 +37,10 @@ class MemoryStore:
         if run.run_id in self._runs:
             raise ConflictError(f"run {run.run_id!r} already exists")
         _check_sequence(run.run_id, 0, events)
-        chained = _chain(run.run_id, GENESIS, events)
+        stored = _encode(run.run_id, events)
         self._runs[run.run_id] = run
-        self._events[run.run_id] = chained
+        self._events[run.run_id] = stored
+        self._chained[run.run_id] = []
 
     async def append(
         self,
@@ -50,7 +56,7 @@ class MemoryStore:
         if log is None:
             raise RunNotFound(run_id)
         _check_sequence(run_id, len(log), events)
-        log.extend(_chain(run_id, log[-1].hash if log else GENESIS, events))
+        log.extend(_encode(run_id, events))
         if status is not None or error is not None:
             run = self._runs[run_id]
             self._runs[run_id] = run.evolve(
@@ -89,7 +95,11 @@ class MemoryStore:
         log = self._events.get(run_id)
         if log is None:
             raise RunNotFound(run_id)
-        return log[after_seq:]
+        chained = self._chained[run_id]
+        if len(chained) < len(log):
+            prev = chained[-1].hash if chained else GENESIS
+            chained.extend(_chain(run_id, prev, log[len(chained) :]))
+        return chained[after_seq:]
 
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None:
         if run_id not in self._runs:
@@ -117,26 +127,30 @@ class MemoryStore:
             self._runs[run_id] = run.evolve(owner=None, lease_until=None)
 
 
-def _chain(run_id: RunId, prev_hash: str, events: Sequence[Event]) -> list[Event]:
-    """``events`` with their audit hashes, chained to ``prev_hash`` (the log's last hash; the
-    log itself is the per-run memory of it). Hashed over the data as a durable store keeps it
-    (encoded and decoded), so the chain matches theirs; what cannot be stored is refused here,
-    before anything is kept."""
-    chained: list[Event] = []
+def _encode(run_id: RunId, events: Sequence[Event]) -> list[tuple[Event, bytes]]:
+    """Each event with its data as JSON; what cannot be stored is refused here, before
+    anything is kept."""
+    out: list[tuple[Event, bytes]] = []
     for e in events:
         try:
-            body = encode_stored(
-                run_id, e.seq, str(e.type), e.path, e.scope, e.attempt, as_stored(e.data), e.ts
-            )
+            out.append((e, pydantic_core.to_json(e.data)))
         except (TypeError, ValueError) as exc:
             raise StoreError(
                 f"run {run_id!r}: cannot store event {e.seq} ({e.type}): {exc}"
             ) from exc
+    return out
+
+
+def _chain(run_id: RunId, prev_hash: str, stored: Sequence[tuple[Event, bytes]]) -> list[Event]:
+    """The stored events as read back: data decoded from its JSON, hashes chained to
+    ``prev_hash`` exactly as a durable store computes them."""
+    chained: list[Event] = []
+    for e, blob in stored:
+        data = pydantic_core.from_json(blob)
+        body = encode_stored(run_id, e.seq, str(e.type), e.path, e.scope, e.attempt, data, e.ts)
         digest = link(prev_hash, body)
         chained.append(
-            Event(
-                run_id, e.seq, e.type, e.path, e.scope, e.attempt, e.data, e.ts, prev_hash, digest
-            )
+            Event(run_id, e.seq, e.type, e.path, e.scope, e.attempt, data, e.ts, prev_hash, digest)
         )
         prev_hash = digest
     return chained
