@@ -316,3 +316,20 @@ async def test_allowed_users_decide_who_may_start_a_run() -> None:
             await engine.run(wf, {}, actor="victor")
         assert (await engine.run(wf, {}, actor="olivia")).ok
         assert await engine.store.list_runs(status=None) != []
+
+
+async def test_resume_all_applies_timeouts_that_came_due_while_nobody_ran(tmp_path: Path) -> None:
+    db = tmp_path / "due.db"
+    wf = review_flow(timeout=0.05, on_timeout="approve")
+    patient = review_flow(timeout=3600)
+    async with Engine(SQLiteStore(db)) as first:
+        due = await first.run(wf, {})
+        later = await first.run(patient, {})
+    await asyncio.sleep(0.1)
+    async with Engine(SQLiteStore(db)) as second:
+        second.register(wf)
+        second.register(patient)
+        report = await second.resume_all()
+        assert [r.run_id for r in report.results] == [due.run_id]
+        assert report.results[0].ok
+        assert (await second.store.get_run(later.run_id)).status is WorkflowStatus.WAITING_APPROVAL

@@ -377,10 +377,19 @@ class Engine:
         return await self.result(run_id)
 
     async def resume_all(self) -> ResumeReport:
-        """Resume every unfinished run whose engine is gone; wait for them all. Runs that
-        cannot be resumed (unknown or changed definition) are reported, not raised."""
+        """Resume every unfinished run whose engine is gone, and every run waiting for an
+        approval whose time is up (or whose decision was recorded by a process that died
+        before continuing it); wait for them all. Runs that cannot be resumed (unknown or
+        changed definition) are reported, not raised."""
         await self.open()
         runs = await self.store.list_runs(status=ACTIVE, limit=100_000)
+        runs += [
+            r
+            for r in await self.store.list_runs(
+                status=[WorkflowStatus.WAITING_APPROVAL], limit=100_000
+            )
+            if _approval_due(await self._load(r, None))
+        ]
         now = time.time()
         todo = [
             r.run_id
@@ -682,6 +691,20 @@ class Engine:
                 if not held:
                     _log.warning("lease_lost", run_id=run_id)
                     task.cancel()
+
+
+def _approval_due(progress: Progress) -> bool:
+    """A waiting run has something to do: an open request past its deadline, or a request
+    already decided (its process died before going on)."""
+    now = time.time()
+    for path, request in progress.approvals.items():
+        if path in progress.done:
+            continue
+        outcome = decided(request)
+        deadline = request.get("deadline")
+        if outcome is not None or (deadline is not None and deadline <= now):
+            return True
+    return False
 
 
 def _held_elsewhere(record: RunRecord, owner: str, now: float) -> bool:
