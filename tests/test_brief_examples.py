@@ -125,3 +125,41 @@ async def test_the_order_workflow_runs(order: dict[str, bool], method: str, labe
     assert request.path == "/ship"
     sent = json.loads(request.body)
     assert sent["label"] == label and sent["order_id"] == "A-7"
+
+
+EXAMPLES = BRIEF.parent
+
+
+async def test_the_order_processing_yaml_runs_against_a_receiver() -> None:
+    workflow, _ = load_target(str(EXAMPLES / "order_processing.yaml"))
+    order = json.loads((EXAMPLES / "order.json").read_text())
+    async with Stub(Reply(200, '{"accepted": true}')) as warehouse:
+        workflow.configure(webhook_endpoints={"notify_warehouse": f"{warehouse.url}/ship"})
+        async with Engine(MemoryStore()) as engine:
+            result = await engine.run(workflow, order)
+        await aclose_clients()
+    assert result.ok, result.error
+    assert result.state["warehouse_response"] == {"accepted": True}
+    assert result.state["label"] == "LBL-A-1001-EXPRESS"
+    assert json.loads(warehouse.requests[0].body)["shipping_method"] == "express"
+
+
+async def test_content_moderation_yaml_publishes_clean_content_without_review() -> None:
+    workflow, _ = load_target(str(EXAMPLES / "content_moderation.yaml"))
+    async with Stub(Reply(200, "{}")) as notifications:
+        workflow.configure(webhook_endpoints={"notify_user": notifications.url})
+        async with Engine(MemoryStore()) as engine:
+            clean = await engine.run(workflow, {"content": "Lovely weather today"})
+            flagged = await engine.run(workflow, {"content": "Election results: http://x"})
+            assert flagged.status is WorkflowStatus.WAITING_APPROVAL
+            people = Directory({"maya": frozenset({"content_moderator"})})
+            done = await engine.decide(
+                flagged.run_id, "human_review", actor="maya", approve=True, directory=people
+            )
+        await aclose_clients()
+    assert clean.ok and clean.state["decision"] == "published"
+    assert done.ok and done.state["decision"] == "published"
+    assert [json.loads(r.body) for r in notifications.requests] == [
+        {"decision": "published"},
+        {"decision": "published"},
+    ]
