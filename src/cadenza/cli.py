@@ -559,12 +559,13 @@ def runs_cancel(
     run_id: Annotated[str, typer.Argument(help="The run id.")],
     db: DbOption = None,
     reason: Annotated[str, typer.Option("--reason")] = "cancelled from the command line",
+    actor: Annotated[str | None, typer.Option("--as", help="Who asks (for allowed_users).")] = None,
 ) -> None:
     """Cancel an unfinished run."""
 
     async def main() -> Any:
         async with _engine(db) as engine:
-            return await engine.cancel(run_id, reason)
+            return await engine.cancel(run_id, reason, actor=actor)
 
     result = _run(main)
     out.print(f"run {result.run_id} {_status(result.status)}", highlight=False)
@@ -575,6 +576,7 @@ def runs_retry(
     run_id: Annotated[str, typer.Argument(help="A FAILED or CANCELLED run.")],
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    actor: Annotated[str | None, typer.Option("--as", help="Who asks (for allowed_users).")] = None,
 ) -> None:
     """Re-drive a failed run from the failed step, as a new run linked to it."""
 
@@ -582,7 +584,7 @@ def runs_retry(
 
     async def main() -> Any:
         async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
-            return await engine.redrive(run_id)
+            return await engine.redrive(run_id, actor=actor)
 
     result = _run(main)
     _print_result(result, as_json)
@@ -599,6 +601,7 @@ def runs_fork(
     ] = None,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    actor: Annotated[str | None, typer.Option("--as", help="Who asks (for allowed_users).")] = None,
 ) -> None:
     """Time travel: a new run from the state after STEP of RUN, optionally changed."""
     patch = dict(_parse_assignment(text) for text in sets or [])
@@ -607,7 +610,7 @@ def runs_fork(
 
     async def main() -> Any:
         async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
-            return await engine.fork(run_id, after=step, set=patch)
+            return await engine.fork(run_id, after=step, set=patch, actor=actor)
 
     result = _run(main)
     _print_result(result, as_json)
@@ -619,12 +622,13 @@ def runs_pause(
     run_id: Annotated[str, typer.Argument(help="A RUNNING run not executing elsewhere.")],
     db: DbOption = None,
     reason: Annotated[str, typer.Option("--reason")] = "paused from the command line",
+    actor: Annotated[str | None, typer.Option("--as", help="Who asks (for allowed_users).")] = None,
 ) -> None:
     """Pause a run: it is not resumed until `cadenza runs unpause`."""
 
     async def main() -> None:
         async with _engine(db) as engine:
-            await engine.pause(run_id, reason)
+            await engine.pause(run_id, reason, actor=actor)
 
     _run(main)
     out.print(f"run {run_id} {_status(WorkflowStatus.PAUSED)}", highlight=False)
@@ -635,6 +639,7 @@ def runs_unpause(
     run_id: Annotated[str, typer.Argument(help="A PAUSED run.")],
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    actor: Annotated[str | None, typer.Option("--as", help="Who asks (for allowed_users).")] = None,
 ) -> None:
     """Let a paused run go on, here, until it finishes."""
 
@@ -642,7 +647,7 @@ def runs_unpause(
 
     async def main() -> Any:
         async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
-            return await engine.unpause(run_id)
+            return await engine.unpause(run_id, actor=actor)
 
     result = _run(main)
     _print_result(result, as_json)

@@ -333,3 +333,19 @@ async def test_resume_all_applies_timeouts_that_came_due_while_nobody_ran(tmp_pa
         assert [r.run_id for r in report.results] == [due.run_id]
         assert report.results[0].ok
         assert (await second.store.get_run(later.run_id)).status is WorkflowStatus.WAITING_APPROVAL
+
+
+async def test_allowed_users_control_runs_and_refusals_are_recorded() -> None:
+    wf = Workflow("guarded_ops", state=S, config={"allowed_users": ["compliance_officer"]})
+    wf.approval("review", approvers=["compliance_lead"])
+    async with Engine(MemoryStore(), directory=PEOPLE) as engine:
+        waiting = await engine.run(wf, {}, actor="olivia")
+        with pytest.raises(ApprovalDenied, match="victor may not cancel runs of guarded_ops"):
+            await engine.cancel(waiting.run_id, actor="victor")
+        with pytest.raises(ApprovalDenied, match="did not say who they are"):
+            await engine.cancel(waiting.run_id)
+        cancelled = await engine.cancel(waiting.run_id, actor="omar")
+        events = await engine.store.read_events(waiting.run_id)
+    assert cancelled.status is WorkflowStatus.CANCELLED
+    refused = [e.data for e in events if e.type == "refused"]
+    assert [(r["actor"], r["command"]) for r in refused] == [("victor", "cancel"), ("", "cancel")]

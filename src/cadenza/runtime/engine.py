@@ -408,10 +408,13 @@ class Engine:
                 report.results.append(result)
         return report
 
-    async def cancel(self, run_id: str, reason: str = "cancelled") -> RunResult:
+    async def cancel(
+        self, run_id: str, reason: str = "cancelled", *, actor: str | None = None
+    ) -> RunResult:
         """Cancel a run: stop its steps and record CANCELLED. A run executing in another
         process is stopped at its next commit (its log has moved on)."""
         rid = RunId(run_id)
+        await self._authorize(await self.store.get_run(rid), actor, "cancel")
         task = self._active.get(rid)
         if task is not None:
             check_transition((await self.store.get_run(rid)).status, WorkflowStatus.CANCELLED)
@@ -428,11 +431,16 @@ class Engine:
     # -- re-drive, time travel, pause ----------------------------------------------------------
 
     async def redrive(
-        self, run_id: str, workflow: Workflow | WorkflowIR | None = None
+        self,
+        run_id: str,
+        workflow: Workflow | WorkflowIR | None = None,
+        *,
+        actor: str | None = None,
     ) -> RunResult:
         """Run a failed (or cancelled) run again from where it stopped, as a new run linked to
         it: its completed steps are kept, the failed step and what follows run again."""
         source = await self.store.get_run(RunId(run_id))
+        await self._authorize(source, actor, "re-drive")
         if source.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
             raise CadenzaError(
                 f"run {run_id} is {source.status}; only FAILED or CANCELLED runs can be re-driven"
@@ -448,10 +456,12 @@ class Engine:
         after: str,
         set: Mapping[str, Any] | None = None,
         workflow: Workflow | WorkflowIR | None = None,
+        actor: str | None = None,
     ) -> RunResult:
         """Time travel: a new run from the state right after step ``after`` of ``run_id``
         (with ``set`` applied over it), linked to its parent."""
         source = await self.store.get_run(RunId(run_id))
+        await self._authorize(source, actor, "fork")
         events = await self.store.read_events(source.run_id)
         return await self._start_copy(
             source, events, cut_after_step(events, after), after, set, workflow
@@ -481,11 +491,12 @@ class Engine:
         _log.info("run_forked", run_id=rid, parent=source.run_id, after=after)
         return await self.resume(rid, ir)
 
-    async def pause(self, run_id: str, reason: str = "paused") -> None:
+    async def pause(self, run_id: str, reason: str = "paused", *, actor: str | None = None) -> None:
         """Stop starting new steps of a run (those in flight finish and are recorded). The
         run stays PAUSED, across restarts, until :meth:`unpause`."""
         rid = RunId(run_id)
         record = await self.store.get_run(rid)
+        await self._authorize(record, actor, "pause")
         check_transition(record.status, WorkflowStatus.PAUSED)
         execution = self._executions.get(rid)
         if execution is not None:
@@ -495,10 +506,11 @@ class Engine:
         self._refuse_if_held(record)
         await self._append_status(record, WorkflowStatus.PAUSED, reason)
 
-    async def unpause(self, run_id: str) -> RunResult:
+    async def unpause(self, run_id: str, *, actor: str | None = None) -> RunResult:
         """Let a paused run go on; waits for it to finish."""
         rid = RunId(run_id)
         record = await self.store.get_run(rid)
+        await self._authorize(record, actor, "unpause")
         check_transition(record.status, WorkflowStatus.RUNNING)
         execution = self._executions.get(rid)
         if execution is not None:
@@ -520,6 +532,30 @@ class Engine:
             "owner": self.owner,
             "lease_until": now + LEASE_SECONDS,
         }
+
+    async def _authorize(self, record: RunRecord, actor: str | None, command: str) -> None:
+        """Refuse ``command`` on a run of a workflow with ``allowed_users`` unless ``actor``
+        is among them (by name or role). The refusal is recorded in the run's log when no
+        other process is executing it (an append there would stop that process)."""
+        try:
+            ir = self._resolve(record, None)
+        except CadenzaError:
+            return  # the definition is not known here: there is nothing to check against
+        allowed = ir.config.allowed_users
+        if not allowed or (actor and self.directory().matches(actor, allowed)):
+            return
+        who = actor or "a caller who did not say who they are"
+        reason = f"{who} may not {command} runs of {ir.name}: it needs one of {', '.join(allowed)}"
+        execution = self._executions.get(record.run_id)
+        data = {"actor": actor or "", "command": command, "reason": reason}
+        if execution is not None:
+            await execution.commit(EventType.REFUSED, data=data)
+        elif not _held_elsewhere(record, self.owner, time.time()):
+            events = await self.store.read_events(record.run_id)
+            seq = events[-1].seq + 1 if events else 1
+            refused = Event(record.run_id, seq, EventType.REFUSED, data=data)
+            await self.store.append(record.run_id, (refused,))
+        raise ApprovalDenied(reason)
 
     def _refuse_if_held(self, record: RunRecord) -> None:
         if _held_elsewhere(record, self.owner, time.time()):

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     APPROVAL_REFUSED = "approval_refused"  # actor, reason: a decision the actor may not make
     APPROVAL_ESCALATED = "approval_escalated"  # approvers (the new ones), deadline
     SIGNAL = "signal"  # name, payload, actor
+    REFUSED = "refused"  # actor, command, reason: a control command the actor may not give
 
 
 @dataclass(slots=True, frozen=True)

@@ -34,6 +34,7 @@ _NOT_STEPS = frozenset(
         EventType.STATUS,
         EventType.SIGNAL,
         EventType.APPROVAL_REFUSED,
+        EventType.REFUSED,
     }
 )
 
