@@ -198,3 +198,30 @@ def test_runs_retry_and_fork(db: Path, tmp_path: Path, monkeypatch: pytest.Monke
     assert code == 2 and "only FAILED or CANCELLED runs can be re-driven" in err
     code, _, err = invoke("runs", "pause", retried["run_id"])
     assert code == 2 and "cannot move a run from COMPLETED to PAUSED" in err
+
+
+def test_graph_and_validate_commands(db: Path, tmp_path: Path) -> None:
+    yaml_example = str(Path(EXAMPLE).with_suffix(".yaml"))
+    code, out, _ = invoke("graph", yaml_example)
+    assert code == 0 and out.startswith("flowchart TD")
+    assert "route_to_specialist" in out and "category == 'billing'" in out
+    code, out, _ = invoke("graph", EXAMPLE, "--format", "dot")
+    assert code == 0 and out.startswith("digraph")
+    code, _, err = invoke("graph", EXAMPLE, "--format", "png")
+    assert code == 1 and ("write it to a file with --output" in err or "Graphviz" in err)
+    code, _, err = invoke("graph", EXAMPLE, "--format", "gif")
+    assert code == 1 and "mermaid, dot, svg, png" in err
+
+    code, out, _ = invoke("validate", yaml_example)
+    assert code == 0 and out.startswith("ok: customer_service_yaml (")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nsteps:\n  - {type: PARALEL, name: a}\n")
+    code, _, err = invoke("validate", str(broken))
+    assert code == 1
+    assert err.strip() == (
+        f"{broken}:3:6: $.steps[0].type: unknown step type 'PARALEL' — did you mean "
+        "'PARALLEL'? (types: SEQUENTIAL, PARALLEL, CONDITIONAL, LOOP, REACT, HUMAN_APPROVAL, "
+        "ORCHESTRATOR, WORKER, WEBHOOK, ROLLBACK, WAIT)"
+    )
+    code, out, _ = invoke("schema")
+    assert code == 0 and json.loads(out)["title"] == "Cadenza workflow"
