@@ -349,3 +349,18 @@ async def test_allowed_users_control_runs_and_refusals_are_recorded() -> None:
     assert cancelled.status is WorkflowStatus.CANCELLED
     refused = [e.data for e in events if e.type == "refused"]
     assert [(r["actor"], r["command"]) for r in refused] == [("victor", "cancel"), ("", "cancel")]
+
+
+async def test_a_rejection_can_route_to_a_step_instead_of_failing() -> None:
+    wf = Workflow("routed", state=S)
+    wf.task(mark("prepare"))
+    wf.approval("review", approvers=["compliance_officer"], on_reject=mark("tell_customer"))
+    wf.task(mark("pay"))
+    wf.chain("prepare", "review", "pay")
+    async with Engine(MemoryStore(), directory=PEOPLE) as engine:
+        no = await engine.run(wf, {})
+        rejected = await engine.decide(no.run_id, "review", actor="olivia", approve=False)
+        yes = await engine.run(wf, {})
+        approved = await engine.decide(yes.run_id, "review", actor="olivia", approve=True)
+    assert rejected.ok and rejected.state["log"] == ["prepare", "tell_customer"]
+    assert approved.ok and approved.state["log"] == ["prepare", "pay"]

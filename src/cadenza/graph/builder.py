@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from enum import StrEnum
 from itertools import pairwise
 from typing import Any, TypeVar, overload
@@ -297,13 +298,15 @@ class Workflow:
         on_timeout: str = "reject",
         summary: str = "",
         show: Sequence[str] = (),
+        on_reject: StepRef | None = None,
     ) -> str:
         """A HUMAN_APPROVAL step: the run waits (holding nothing) until ``quorum`` distinct
         ``approvers`` (users or roles) approve, or one rejects (the step fails, and with it the
         run, after compensation). ``required_for``: state flags of which one must hold for the
         approval to apply (otherwise it is skipped). ``timeout`` seconds, then ``on_timeout``:
         ``"reject"``, ``"approve"`` or ``"escalate:role1,role2"`` (a new period for them).
-        ``summary`` and the state keys in ``show`` are what the approver sees."""
+        ``summary`` and the state keys in ``show`` are what the approver sees. A rejection
+        fails the run, or with ``on_reject`` goes to that step instead of the ones after."""
         path = f"steps.{name}"
         if not approvers or isinstance(approvers, str):
             raise DefinitionError("approvers is a list of users or roles", path=f"{path}.approvers")
@@ -324,6 +327,7 @@ class Workflow:
             "on_timeout": on_timeout,
             "summary": summary,
             "show": list(show),
+            "on_reject": self._target(on_reject) if on_reject is not None else None,
         }
         return self._add(Step(name=name, kind=StepKind.HUMAN_APPROVAL, options=options))
 
@@ -456,7 +460,15 @@ class Workflow:
         steps = dict(self._steps)
         for name in self.config.require_approval:
             entry = _gate(name, steps, edges, entry, self.config.allowed_users)
-        return Graph.build(steps, tuple(dict.fromkeys(edges)), entry)
+        edges = list(dict.fromkeys(edges))
+        for name, step in steps.items():
+            on_reject = (
+                step.options.get("on_reject") if step.kind is StepKind.HUMAN_APPROVAL else None
+            )
+            if on_reject:  # an approval routes: its successors when approved, on_reject if not
+                approved = [b for a, b in edges if a == name and b != on_reject]
+                steps[name] = replace(step, options={**step.options, "approved": approved})
+        return Graph.build(steps, tuple(edges), entry)
 
     # -- helpers ---------------------------------------------------------------------------
 

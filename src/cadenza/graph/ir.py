@@ -110,7 +110,10 @@ class Step:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def targets(self) -> tuple[str, ...]:
-        """The steps a conditional may route to."""
+        """The steps a conditional may route to (and an approval's ``on_reject`` step)."""
+        if self.kind is StepKind.HUMAN_APPROVAL:
+            on_reject = self.options.get("on_reject")
+            return (on_reject,) if on_reject else ()
         names = [r.target for r in self.routes]
         if self.default is not None:
             names.append(self.default)

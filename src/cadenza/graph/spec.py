@@ -111,6 +111,7 @@ class StepSpec(BaseModel):
     required_for: list[str] | None = None
     quorum: int | None = Field(default=None, ge=1)
     on_timeout: str | None = None
+    on_reject: str | None = None
     summary: str | None = None
     show: list[str] | None = None
     security_level: Literal["low", "medium", "high", "critical"] | None = None
@@ -218,6 +219,7 @@ _ONLY_FOR: dict[str, frozenset[StepType]] = {
     "required_for": frozenset({StepType.HUMAN_APPROVAL}),
     "quorum": frozenset({StepType.HUMAN_APPROVAL}),
     "on_timeout": frozenset({StepType.HUMAN_APPROVAL}),
+    "on_reject": frozenset({StepType.HUMAN_APPROVAL}),
     "summary": frozenset({StepType.HUMAN_APPROVAL}),
     "show": frozenset({StepType.HUMAN_APPROVAL}),
     "compensate": _WITH_HANDLER,

@@ -237,6 +237,7 @@ class _Builder:
                     on_timeout=step.on_timeout or "reject",
                     summary=step.summary or "",
                     show=step.show or [],
+                    on_reject=step.on_reject,
                 )
             else:
                 options = step.model_dump(
@@ -404,6 +405,8 @@ def _targets(step: StepSpec) -> list[tuple[str, list[str]]]:
         out.append(("routes", list(step.routes)))
     if step.default:
         out.append(("default", [step.default]))
+    if step.on_reject:
+        out.append(("on_reject", [step.on_reject]))
     return out
 
 

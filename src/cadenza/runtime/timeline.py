@@ -64,6 +64,8 @@ def timeline(events: Iterable[Event]) -> list[TimelineRow]:
                 row.route = list(event.data["route"])
             if "approved_by" in event.data:
                 row.decided_by = f"approved by {event.data['approved_by']}"
+            if "rejected_by" in event.data:
+                row.decided_by = f"rejected by {event.data['rejected_by']}"
         elif kind is EventType.STEP_FAILED:
             row.attempts = max(row.attempts, event.attempt)
             row.error = event.data.get("error")

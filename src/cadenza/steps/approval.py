@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from cadenza.runtime.run import RunExecution
 
 
-async def execute_approval(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
+async def execute_approval(
+    run: RunExecution, step: Step, scope: Scope, path: str
+) -> tuple[str, ...] | None:
     opts = step.options
     required_for = list(opts.get("required_for") or [])
     if required_for and not any(scope.state.get(flag) for flag in required_for):
@@ -53,10 +55,14 @@ async def execute_approval(run: RunExecution, step: Step, scope: Scope, path: st
     if outcome is None:
         raise Suspended(path, f"approval by {' or '.join(request['approvers'])}", approval=True)
     approved, who = outcome
-    if not approved:
+    on_reject = opts.get("on_reject")
+    if not approved and not on_reject:
         raise StepFailed(path, f"rejected by {who}", error_type="ApprovalRejected")
-    await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data={"approved_by": who})
-    return None
+    data: dict[str, Any] = {"approved_by" if approved else "rejected_by": who}
+    if on_reject:  # a routing approval records where it went, like a conditional
+        data["route"] = list(opts.get("approved") or []) if approved else [on_reject]
+    await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data=data)
+    return tuple(data["route"]) if on_reject else None
 
 
 def _tell(run: RunExecution, path: str, request: dict[str, Any], text: str) -> None:
