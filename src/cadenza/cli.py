@@ -189,6 +189,19 @@ def run(
     raise typer.Exit(_exit_code(result.status))
 
 
+def _act(db: str | None, action: Callable[[Any], Coroutine[Any, Any, Any]], as_json: bool) -> None:
+    """Do something to a run with live progress, print where it ended, exit accordingly."""
+    configure_logging("WARNING")
+
+    async def main() -> Any:
+        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
+            return await action(engine)
+
+    result = _run(main)
+    _print_result(result, as_json)
+    raise typer.Exit(_exit_code(result.status))
+
+
 def _exit_code(status: WorkflowStatus) -> int:
     """0 for a run that completed or waits (for an approval, a signal) as designed."""
     return 0 if status in (WorkflowStatus.COMPLETED, WorkflowStatus.WAITING_APPROVAL) else 1
@@ -235,15 +248,11 @@ def approvals_list(
 def _decide(
     run_id: str, step: str, actor: str, approve: bool, comment: str, db: str | None
 ) -> None:
-    configure_logging("WARNING")
-
-    async def main() -> Any:
-        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
-            return await engine.decide(run_id, step, actor=actor, approve=approve, comment=comment)
-
-    result = _run(main)
-    _print_result(result, False)
-    raise typer.Exit(_exit_code(result.status))
+    _act(
+        db,
+        lambda engine: engine.decide(run_id, step, actor=actor, approve=approve, comment=comment),
+        False,
+    )
 
 
 @app.command()
@@ -284,15 +293,7 @@ def signal(
     except json.JSONDecodeError as exc:
         fail(f"invalid JSON in --payload: {exc.msg} at line {exc.lineno} column {exc.colno}")
 
-    configure_logging("WARNING")
-
-    async def main() -> Any:
-        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
-            return await engine.signal(run_id, name, value, actor=actor)
-
-    result = _run(main)
-    _print_result(result, False)
-    raise typer.Exit(_exit_code(result.status))
+    _act(db, lambda engine: engine.signal(run_id, name, value, actor=actor), False)
 
 
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
@@ -580,15 +581,7 @@ def runs_retry(
 ) -> None:
     """Re-drive a failed run from the failed step, as a new run linked to it."""
 
-    configure_logging("WARNING")
-
-    async def main() -> Any:
-        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
-            return await engine.redrive(run_id, actor=actor)
-
-    result = _run(main)
-    _print_result(result, as_json)
-    raise typer.Exit(_exit_code(result.status))
+    _act(db, lambda engine: engine.redrive(run_id, actor=actor), as_json)
 
 
 @runs_app.command("fork")
@@ -606,15 +599,7 @@ def runs_fork(
     """Time travel: a new run from the state after STEP of RUN, optionally changed."""
     patch = dict(_parse_assignment(text) for text in sets or [])
 
-    configure_logging("WARNING")
-
-    async def main() -> Any:
-        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
-            return await engine.fork(run_id, after=step, set=patch, actor=actor)
-
-    result = _run(main)
-    _print_result(result, as_json)
-    raise typer.Exit(_exit_code(result.status))
+    _act(db, lambda engine: engine.fork(run_id, after=step, set=patch, actor=actor), as_json)
 
 
 @runs_app.command("pause")
@@ -643,15 +628,7 @@ def runs_unpause(
 ) -> None:
     """Let a paused run go on, here, until it finishes."""
 
-    configure_logging("WARNING")
-
-    async def main() -> Any:
-        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
-            return await engine.unpause(run_id, actor=actor)
-
-    result = _run(main)
-    _print_result(result, as_json)
-    raise typer.Exit(_exit_code(result.status))
+    _act(db, lambda engine: engine.unpause(run_id, actor=actor), as_json)
 
 
 def _parse_assignment(text: str) -> tuple[str, Any]:
