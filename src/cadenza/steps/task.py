@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from cadenza.errors import CadenzaError, StepFailed
@@ -23,36 +24,61 @@ if TYPE_CHECKING:
     from cadenza.runtime.run import RunExecution
 
 
+#: One attempt of a step: the update it produced and extra data for its completion event.
+Attempt = Callable[[ExecutionContext], Awaitable[tuple[dict[str, Any] | None, dict[str, Any]]]]
+#: Adds what a step kind knows about a failure to its event data.
+Describe = Callable[[Exception, dict[str, Any]], None]
+
+
 async def execute_task(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
     assert step.handler is not None
     if step.guard and not await _guard_holds(run, step, scope, path):
         return None
+
+    async def attempt(ctx: ExecutionContext) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        update, used_fallback = await _attempt(run, step, scope, ctx)
+        if used_fallback:
+            return update, {"fallback": True}
+        return update, {"compensable": True} if step.compensate is not None else {}
+
+    await run_attempts(run, step, scope, path, attempt)
+    return None
+
+
+async def run_attempts(
+    run: RunExecution,
+    step: Step,
+    scope: Scope,
+    path: str,
+    attempt: Attempt,
+    describe: Describe | None = None,
+) -> None:
+    """Attempt a step until it succeeds or its retry policy gives up: each attempt ends in a
+    stored ``step_failed`` (with the time of the next attempt, so a restart resumes the wait)
+    or ``step_completed``."""
     retry = step.policy.retry or run.default_retry
-    attempt = run.progress.attempts.get(path, 0)
+    number = run.progress.attempts.get(path, 0)
     await _sleep_until(run.progress.retry_at.get(path))
     while True:
-        attempt += 1
-        run.announce(EventType.STEP_STARTED, path, scope=scope, attempt=attempt)
+        number += 1
+        run.announce(EventType.STEP_STARTED, path, scope=scope, attempt=number)
         started = time.time()
-        ctx = context(run, scope, path, step.name, attempt)
         try:
-            update, used_fallback = await _attempt(run, step, scope, ctx)
+            update, extra = await attempt(context(run, scope, path, step.name, number))
         except Exception as exc:
-            data = _failure(exc, step, retry, attempt, started)
-            await run.commit(EventType.STEP_FAILED, path, scope=scope, attempt=attempt, data=data)
+            data = _failure(exc, step, retry, number, started)
+            if describe is not None:
+                describe(exc, data)
+            await run.commit(EventType.STEP_FAILED, path, scope=scope, attempt=number, data=data)
             if data["retry"]:
                 await _sleep_until(data["retry_at"])
                 continue
             raise StepFailed(path, data["error"], error_type=data["error_type"]) from exc
-        done: dict[str, Any] = {"started_at": started}
+        done: dict[str, Any] = {"started_at": started, **extra}
         if update:
             done["update"] = update
-        if used_fallback:
-            done["fallback"] = True
-        elif step.compensate is not None:
-            done["compensable"] = True
-        await run.commit(EventType.STEP_COMPLETED, path, scope=scope, attempt=attempt, data=done)
-        return None
+        await run.commit(EventType.STEP_COMPLETED, path, scope=scope, attempt=number, data=done)
+        return
 
 
 async def _attempt(

@@ -34,14 +34,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pydantic_core
 
-from cadenza.errors import CadenzaError, StepFailed
+from cadenza.errors import CadenzaError
 from cadenza.graph.ir import Handler, Step
 from cadenza.resilience.retry import NonRetryableError
 from cadenza.runtime.context import ExecutionContext
-from cadenza.runtime.events import EventType
 from cadenza.runtime.scope import Scope
-from cadenza.steps._call import context
-from cadenza.steps.task import _attempt, _failure, _sleep_until
+from cadenza.steps.task import _attempt, run_attempts
 
 if TYPE_CHECKING:
     from cadenza.runtime.run import RunExecution
@@ -88,49 +86,37 @@ class _Request:
 
 
 async def execute_webhook(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
-    retry = step.policy.retry or run.default_retry
     timeout = step.policy.timeout or DEFAULT_TIMEOUT
-    policy = replace(step.policy, timeout=timeout)
+    step = replace(step, policy=replace(step.policy, timeout=timeout))
     output = step.options.get("output")
-    attempt = run.progress.attempts.get(path, 0)
-    await _sleep_until(run.progress.retry_at.get(path))
-    while True:
-        attempt += 1
-        run.announce(EventType.STEP_STARTED, path, scope=scope, attempt=attempt)
-        started = time.time()
-        ctx = context(run, scope, path, step.name, attempt)
-        answer: list[httpx.Response] = []
-        request: _Request | None = None
-        try:
-            request = _prepare(run, step, dict(scope.state), ctx)
-            call = _caller(request, timeout, output, answer)
-            sender = replace(step, handler=Handler(call, True, True), policy=policy)
-            update, used_fallback = await _attempt(run, sender, scope, ctx)
-            if answer and not answer[0].is_success:
-                raise WebhookRejected(_describe(request, answer[0]), answer[0].status_code)
-        except Exception as exc:
-            data = _failure(exc, replace(step, policy=policy), retry, attempt, started)
-            if data["error_type"] == "Timeout" and request is not None:
-                data["error"] = f"{request.line()} {data['error']}"
-            if answer:
-                data["status"] = answer[0].status_code
-            wait = getattr(exc, "retry_after", None)
-            if data["retry"] and wait:
-                data["retry_at"] = max(data["retry_at"], time.time() + wait)
-            await run.commit(EventType.STEP_FAILED, path, scope=scope, attempt=attempt, data=data)
-            if data["retry"]:
-                await _sleep_until(data["retry_at"])
-                continue
-            raise StepFailed(path, data["error"], error_type=data["error_type"]) from exc
-        done: dict[str, Any] = {"started_at": started}
-        if update:
-            done["update"] = update
-        if used_fallback:
-            done["fallback"] = True
+    # What the latest attempt sent and got back, for its event.
+    request: _Request | None = None
+    answer: list[httpx.Response] = []
+
+    async def attempt(ctx: ExecutionContext) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        nonlocal request
+        request, answer[:] = None, []
+        request = _prepare(run, step, dict(scope.state), ctx)
+        call = _caller(request, timeout, output, answer)
+        sender = replace(step, handler=Handler(call, True, True))
+        update, used_fallback = await _attempt(run, sender, scope, ctx)
+        if answer and not answer[0].is_success:
+            raise WebhookRejected(_describe(request, answer[0]), answer[0].status_code)
+        extra: dict[str, Any] = {"fallback": True} if used_fallback else {}
         if answer:
-            done["status"] = answer[0].status_code
-        await run.commit(EventType.STEP_COMPLETED, path, scope=scope, attempt=attempt, data=done)
-        return None
+            extra["status"] = answer[0].status_code
+        return update, extra
+
+    def describe(exc: Exception, data: dict[str, Any]) -> None:
+        if data["error_type"] == "Timeout" and request is not None:
+            data["error"] = f"{request.line()} {data['error']}"
+        if answer:
+            data["status"] = answer[0].status_code
+        wait = getattr(exc, "retry_after", None)
+        if data["retry"] and wait:
+            data["retry_at"] = max(data["retry_at"], time.time() + wait)
+
+    await run_attempts(run, step, scope, path, attempt, describe)
 
 
 def _prepare(
