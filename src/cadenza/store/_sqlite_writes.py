@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,7 +65,7 @@ _WRITE_ERRORS = (StoreError, sqlite3.IntegrityError, sqlite3.ProgrammingError, O
 # -- writes ------------------------------------------------------------------------------
 
 
-class _Write:
+class _Write(ABC):
     """One write of a batch. ``apply`` runs inside the batch's transaction (and a savepoint);
     it raises one of ``_WRITE_ERRORS`` to fail this write alone."""
 
@@ -78,8 +79,9 @@ class _Write:
         self.result: Any = None
         self.error: StoreError | None = None
 
+    @abstractmethod
     def apply(self, cur: sqlite3.Cursor) -> Any:
-        raise NotImplementedError
+        """Do the write inside the batch's transaction; raise to fail this write alone."""
 
 
 class _CreateRun(_Write):
