@@ -231,6 +231,8 @@ class Engine:
             return await self.wait(rid)
         record = await self.store.get_run(rid)
         if record.status not in (*ACTIVE, WorkflowStatus.WAITING_APPROVAL):
+            if workflow is not None:
+                self.register(workflow)
             return await self.result(rid)
         execution = await self._take(record, workflow)
         _log.info(

@@ -110,9 +110,18 @@ class Progress:
 
     # -- snapshots -------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, *, final: bool = False) -> Snapshot:
         """A detached copy of the progress (a JSON round trip: fast, and exactly what a
-        durable store would give back)."""
+        durable store would give back). A ``final`` one, for a finished run, keeps only the
+        state and status: nothing will resume from it."""
+        if final:
+            body: dict[str, Any] = {
+                "values": self.state,
+                "status": str(self.status),
+                "reason": self.reason,
+            }
+            copied = pydantic_core.from_json(pydantic_core.to_json(body))
+            return Snapshot(seq=self.seq, state=copied)
         body = {
             "values": self.state,
             "done": self.done,
@@ -139,11 +148,11 @@ class Progress:
             reducers=reducers,
             state=dict(body["values"]),
             buffers={k: list(v) for k, v in snapshot.buffers.items()},
-            done=dict(body["done"]),
-            attempts=dict(body["attempts"]),
+            done=dict(body.get("done", {})),
+            attempts=dict(body.get("attempts", {})),
             retry_at=dict(body.get("retry_at", {})),
-            timers=dict(body["timers"]),
-            fanout=dict(body["fanout"]),
+            timers=dict(body.get("timers", {})),
+            fanout=dict(body.get("fanout", {})),
             compensable=list(body.get("compensable", [])),
             compensations=dict(body.get("compensations", {})),
             approvals=dict(body.get("approvals", {})),

@@ -78,6 +78,7 @@ class RunExecution:
         data: dict[str, Any] | None = None,
         status: WorkflowStatus | None = None,
         error: str | None = None,
+        snapshot: bool = False,
     ) -> None:
         """Store an event durably (with any notes before it, in one append), fold it, apply
         its updates to ``scope`` and tell observers. Returns once the store has committed.
@@ -93,11 +94,11 @@ class RunExecution:
             for update in applied:
                 apply_update(scope.state, update, self.reducers)
         self._since_snapshot += len(batch)
-        snapshot = None
-        if self._since_snapshot >= SNAPSHOT_EVERY:
-            snapshot = self.progress.snapshot()
+        taken = None
+        if snapshot or self._since_snapshot >= SNAPSHOT_EVERY:
+            taken = self.progress.snapshot(final=bool(status and status.terminal))
             self._since_snapshot = 0
-        await self.store.append(self.run_id, batch, status=status, error=error, snapshot=snapshot)
+        await self.store.append(self.run_id, batch, status=status, error=error, snapshot=taken)
         if self.observers:
             for e in batch:
                 notify(self.observers, e, workflow=self.ir.name)
@@ -134,7 +135,11 @@ class RunExecution:
             data["reason"] = reason
         # A run that goes on again has no current error to show (the log keeps the history).
         error = reason if reason else ("" if not new.terminal else None)
-        await self.commit(EventType.STATUS, data=data, status=new, error=error)
+        # A finished run keeps its final state in a snapshot: reading it needs no definition
+        # (whose reducers a fold would need) and no replay.
+        await self.commit(
+            EventType.STATUS, data=data, status=new, error=error, snapshot=new.terminal
+        )
 
     def note_breaker_changes(self, path: str, scope: Scope) -> None:
         """Record the circuit-breaker transitions the last call caused, in this run's log."""
