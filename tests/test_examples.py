@@ -46,7 +46,7 @@ async def test_customer_service_answers_sensibly(inquiry: str, category: str, ne
 
 async def test_readme_example_runs(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
-    code = re.search(r"## A workflow in \d+ lines\n\n```python\n(.*?)```", readme, re.S)
+    code = re.search(r"## A workflow, in Python\n\n```python\n(.*?)```", readme, re.S)
     assert code is not None
     (tmp_path / "readme_example.py").write_text(code.group(1))
     wf = load(tmp_path / "readme_example.py").wf
