@@ -29,18 +29,17 @@ from cadenza.identity import ApprovalDenied, Directory
 from cadenza.ids import RunId, new_run_id
 from cadenza.observe.base import Observer
 from cadenza.observe.notify import drain as drain_notifications
-from cadenza.observe.notify import notify
 from cadenza.resilience.breaker import BreakerConfig, Breakers
 from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
 from cadenza.runtime.compensation import needs_rollback, roll_back
+from cadenza.runtime.engine_control import ControlMixin, _held_elsewhere
+from cadenza.runtime.engine_people import PeopleMixin, _approval_due
 from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.fork import check_redrivable, copy_log, cut_after_step
 from cadenza.runtime.ownership import LEASE_SECONDS, new_owner, owner_is_dead
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.run import RunExecution
-from cadenza.runtime.status import WorkflowStatus, check_transition
-from cadenza.steps.approval import decided
+from cadenza.runtime.status import WorkflowStatus
 from cadenza.steps.webhook import aclose_clients
 from cadenza.store.base import RunRecord, Store
 from cadenza.store.memory import MemoryStore
@@ -70,7 +69,7 @@ class ResumeReport:
     errors: dict[RunId, str] = field(default_factory=dict)
 
 
-class Engine:
+class Engine(PeopleMixin, ControlMixin):
     """Runs workflows durably over ``store``.
 
     ``store`` is a :class:`Store`, a SQLite file path, ``"memory"``, or ``None`` for the
@@ -257,127 +256,6 @@ class Engine:
             )
         return self._execution(ir, record.run_id, await self._load(record, ir))
 
-    # -- approvals and signals ------------------------------------------------------------------
-
-    def directory(self) -> Directory:
-        """Users and roles (``cadenza.toml`` or ``$CADENZA_CONFIG``), read once."""
-        if self._directory is None:
-            self._directory = Directory.load()
-        return self._directory
-
-    async def decide(
-        self,
-        run_id: str,
-        step: str,
-        *,
-        actor: str,
-        approve: bool,
-        comment: str = "",
-        directory: Directory | None = None,
-    ) -> RunResult:
-        """Record ``actor``'s decision on the approval ``step`` is waiting for. With a
-        rejection or a quorum of approvals the run continues here; the result is returned when
-        it stops again. An actor who may not decide is refused, and the refusal recorded."""
-        await self.open()
-        record = await self.store.get_run(RunId(run_id))
-        if record.status is not WorkflowStatus.WAITING_APPROVAL:
-            raise CadenzaError(f"run {run_id} is {record.status}, not waiting for an approval")
-        execution = await self._take(record)
-        try:
-            request = execution.progress.approvals.get(step)
-            waiting = [p for p, r in execution.progress.approvals.items() if decided(r) is None]
-            if request is None or decided(request) is not None:
-                shown = ", ".join(waiting) or "none"
-                raise CadenzaError(
-                    f"step {step!r} of run {run_id} is not waiting for a decision "
-                    f"(waiting: {shown})"
-                )
-            if any(d["actor"] == actor for d in request["decisions"]):
-                raise CadenzaError(f"{actor} has already decided on {step!r}")
-            try:
-                (directory or self.directory()).check(
-                    actor, request["approvers"], f"decide {step!r}"
-                )
-            except ApprovalDenied as exc:
-                await execution.commit(
-                    EventType.APPROVAL_REFUSED, step, data={"actor": actor, "reason": str(exc)}
-                )
-                raise
-            await execution.commit(
-                EventType.APPROVAL_DECISION,
-                step,
-                data={"actor": actor, "approve": approve, "comment": comment},
-            )
-            verdict = "approved" if approve else "rejected"
-            notify(
-                execution.ir.config.notification_channels,
-                f"{execution.ir.name} run {record.run_id}, step {step}: {verdict} by {actor}"
-                + (f": {comment}" if comment else ""),
-                run_id=record.run_id,
-                workflow=execution.ir.name,
-                step=step,
-                actor=actor,
-                approve=approve,
-                comment=comment,
-            )
-        except BaseException:
-            await self._release(record.run_id)
-            raise
-        if decided(execution.progress.approvals[step]) is None:
-            await self._release(record.run_id)  # more approvals needed
-            return await self.result(run_id)
-        self._start_execution(execution, record.deadline)
-        return await self.wait(run_id)
-
-    async def pending_approvals(
-        self, *, for_user: str | None = None, directory: Directory | None = None
-    ) -> list[dict[str, Any]]:
-        """Every approval waiting for a decision (for one user, by name or role)."""
-        people = directory or (self.directory() if for_user else None)
-        out = []
-        for record in await self.store.list_runs(
-            status=[WorkflowStatus.WAITING_APPROVAL], limit=100_000
-        ):
-            progress = await self._load(record, None)
-            for path, request in progress.approvals.items():
-                if decided(request) is not None:
-                    continue
-                if for_user and people and not people.matches(for_user, request["approvers"]):
-                    continue
-                out.append(
-                    {
-                        "run_id": record.run_id,
-                        "workflow": record.workflow,
-                        "step": path,
-                        "approvers": request["approvers"],
-                        "quorum": request["quorum"],
-                        "approved_by": [d["actor"] for d in request["decisions"]],
-                        "summary": request.get("summary"),
-                        "show": request.get("show"),
-                        "since": request["since"],
-                        "deadline": request.get("deadline"),
-                    }
-                )
-        return out
-
-    async def signal(
-        self, run_id: str, name: str, payload: Any = None, *, actor: str = ""
-    ) -> RunResult:
-        """Deliver an external event to a run; a step waiting for ``name`` goes on."""
-        await self.open()
-        record = await self.store.get_run(RunId(run_id))
-        if record.status.terminal:
-            raise CadenzaError(f"run {run_id} is {record.status}; it takes no more signals")
-        execution = await self._take(record)
-        await execution.commit(
-            EventType.SIGNAL, data={"name": name, "payload": payload, "actor": actor}
-        )
-        if record.status is WorkflowStatus.RUNNING:
-            self._start_execution(execution, record.deadline)
-            return await self.wait(run_id)
-        await self._release(record.run_id)
-        return await self.result(run_id)
-
     async def resume_all(self) -> ResumeReport:
         """Resume every unfinished run whose engine is gone, and every run waiting for an
         approval whose time is up (or whose decision was recorded by a process that died
@@ -409,172 +287,6 @@ class Engine:
             else:
                 report.results.append(result)
         return report
-
-    async def cancel(
-        self, run_id: str, reason: str = "cancelled", *, actor: str | None = None
-    ) -> RunResult:
-        """Cancel a run: stop its steps and record CANCELLED. A run executing in another
-        process is stopped at its next commit (its log has moved on)."""
-        rid = RunId(run_id)
-        await self._authorize(await self.store.get_run(rid), actor, "cancel")
-        task = self._active.get(rid)
-        if task is not None:
-            check_transition((await self.store.get_run(rid)).status, WorkflowStatus.CANCELLED)
-            self._cancel_reasons[rid] = reason
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return await self.result(rid)
-        record = await self.store.get_run(rid)
-        check_transition(record.status, WorkflowStatus.CANCELLED)
-        await self._append_status(record, WorkflowStatus.CANCELLED, reason)
-        return await self.result(rid)
-
-    # -- re-drive, time travel, pause ----------------------------------------------------------
-
-    async def redrive(
-        self,
-        run_id: str,
-        workflow: Workflow | WorkflowIR | None = None,
-        *,
-        actor: str | None = None,
-    ) -> RunResult:
-        """Run a failed (or cancelled) run again from where it stopped, as a new run linked to
-        it: its completed steps are kept, the failed step and what follows run again."""
-        source = await self.store.get_run(RunId(run_id))
-        await self._authorize(source, actor, "re-drive")
-        if source.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
-            raise CadenzaError(
-                f"run {run_id} is {source.status}; only FAILED or CANCELLED runs can be re-driven"
-            )
-        events = await self.store.read_events(source.run_id)
-        check_redrivable(events)
-        return await self._start_copy(source, events, None, None, None, workflow)
-
-    async def fork(
-        self,
-        run_id: str,
-        *,
-        after: str,
-        set: Mapping[str, Any] | None = None,
-        workflow: Workflow | WorkflowIR | None = None,
-        actor: str | None = None,
-    ) -> RunResult:
-        """Time travel: a new run from the state right after step ``after`` of ``run_id``
-        (with ``set`` applied over it), linked to its parent."""
-        source = await self.store.get_run(RunId(run_id))
-        await self._authorize(source, actor, "fork")
-        events = await self.store.read_events(source.run_id)
-        return await self._start_copy(
-            source, events, cut_after_step(events, after), after, set, workflow
-        )
-
-    async def _start_copy(
-        self,
-        source: RunRecord,
-        events: list[Event],
-        upto: int | None,
-        after: str | None,
-        patch: Mapping[str, Any] | None,
-        workflow: Workflow | WorkflowIR | None,
-    ) -> RunResult:
-        await self.open()
-        ir = self._resolve(source, workflow)
-        if patch:
-            patch = ir.schema.validate_input(patch)
-        rid = new_run_id()
-        record = source.evolve(
-            run_id=rid, error=None, parent_run_id=source.run_id, **self._fresh(ir)
-        )
-        copied = copy_log(
-            events, rid, upto=upto, parent=source.run_id, from_step=after, patch=patch
-        )
-        await self.store.create_run(record, copied)
-        _log.info("run_forked", run_id=rid, parent=source.run_id, after=after)
-        return await self.resume(rid, ir)
-
-    async def pause(self, run_id: str, reason: str = "paused", *, actor: str | None = None) -> None:
-        """Stop starting new steps of a run (those in flight finish and are recorded). The
-        run stays PAUSED, across restarts, until :meth:`unpause`."""
-        rid = RunId(run_id)
-        record = await self.store.get_run(rid)
-        await self._authorize(record, actor, "pause")
-        check_transition(record.status, WorkflowStatus.PAUSED)
-        execution = self._executions.get(rid)
-        if execution is not None:
-            execution.hold()
-            await execution.set_status(WorkflowStatus.PAUSED, reason=reason)
-            return
-        self._refuse_if_held(record)
-        await self._append_status(record, WorkflowStatus.PAUSED, reason)
-
-    async def unpause(self, run_id: str, *, actor: str | None = None) -> RunResult:
-        """Let a paused run go on; waits for it to finish."""
-        rid = RunId(run_id)
-        record = await self.store.get_run(rid)
-        await self._authorize(record, actor, "unpause")
-        check_transition(record.status, WorkflowStatus.RUNNING)
-        execution = self._executions.get(rid)
-        if execution is not None:
-            await execution.set_status(WorkflowStatus.RUNNING)
-            execution.release_hold()
-            return await self.wait(rid)
-        self._refuse_if_held(record)
-        await self._append_status(record, WorkflowStatus.RUNNING, None)
-        return await self.resume(rid)
-
-    def _fresh(self, ir: WorkflowIR) -> dict[str, Any]:
-        """The fields of a run record that a new run, held by this engine, starts with."""
-        now = time.time()
-        return {
-            "status": WorkflowStatus.RUNNING,
-            "created_at": now,
-            "updated_at": now,
-            "deadline": now + ir.config.timeout if ir.config.timeout else None,
-            "owner": self.owner,
-            "lease_until": now + LEASE_SECONDS,
-        }
-
-    async def _authorize(self, record: RunRecord, actor: str | None, command: str) -> None:
-        """Refuse ``command`` on a run of a workflow with ``allowed_users`` unless ``actor``
-        is among them (by name or role). The refusal is recorded in the run's log when no
-        other process is executing it (an append there would stop that process)."""
-        try:
-            ir = self._resolve(record, None)
-        except CadenzaError:
-            return  # the definition is not known here: there is nothing to check against
-        allowed = ir.config.allowed_users
-        if not allowed or (actor and self.directory().matches(actor, allowed)):
-            return
-        who = actor or "a caller who did not say who they are"
-        reason = f"{who} may not {command} runs of {ir.name}: it needs one of {', '.join(allowed)}"
-        execution = self._executions.get(record.run_id)
-        data = {"actor": actor or "", "command": command, "reason": reason}
-        if execution is not None:
-            await execution.commit(EventType.REFUSED, data=data)
-        elif not _held_elsewhere(record, self.owner, time.time()):
-            events = await self.store.read_events(record.run_id)
-            seq = events[-1].seq + 1 if events else 1
-            refused = Event(record.run_id, seq, EventType.REFUSED, data=data)
-            await self.store.append(record.run_id, (refused,))
-        raise ApprovalDenied(reason)
-
-    def _refuse_if_held(self, record: RunRecord) -> None:
-        if _held_elsewhere(record, self.owner, time.time()):
-            raise CadenzaError(
-                f"run {record.run_id} is executing in {record.owner}; control it from there"
-            )
-
-    async def _append_status(
-        self, record: RunRecord, status: WorkflowStatus, reason: str | None
-    ) -> None:
-        events = await self.store.read_events(record.run_id)
-        data: dict[str, Any] = {"from": str(record.status), "to": str(status)}
-        if reason:
-            data["reason"] = reason
-        seq = events[-1].seq + 1 if events else 1
-        event = Event(record.run_id, seq, EventType.STATUS, data=data)
-        await self.store.append(record.run_id, (event,), status=status, error=reason)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -729,27 +441,6 @@ class Engine:
                 if not held:
                     _log.warning("lease_lost", run_id=run_id)
                     task.cancel()
-
-
-def _approval_due(progress: Progress) -> bool:
-    """A waiting run has something to do: an open request past its deadline, or a request
-    already decided (its process died before going on)."""
-    now = time.time()
-    for path, request in progress.approvals.items():
-        if path in progress.done:
-            continue
-        outcome = decided(request)
-        deadline = request.get("deadline")
-        if outcome is not None or (deadline is not None and deadline <= now):
-            return True
-    return False
-
-
-def _held_elsewhere(record: RunRecord, owner: str, now: float) -> bool:
-    """The run's lease belongs to another engine that is alive and has not let it expire."""
-    if record.owner in (None, owner) or owner_is_dead(record.owner):
-        return False
-    return (record.lease_until or 0) > now
 
 
 def _make_store(store: Store | str | os.PathLike[str] | None) -> Store:
