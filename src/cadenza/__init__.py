@@ -44,6 +44,10 @@ def __getattr__(name: str) -> object:
         from cadenza.store.sqlite import SQLiteStore
 
         return SQLiteStore
+    if name == "PostgresStore":  # needs the postgres extra
+        from cadenza.store.postgres import PostgresStore
+
+        return PostgresStore
     raise AttributeError(f"module 'cadenza' has no attribute {name!r}")
 
 
@@ -83,6 +87,7 @@ __all__ = [
     "Observer",
     "RunRecord",
     "SQLiteStore",
+    "PostgresStore",
     "Store",
     # errors
     "ApprovalDenied",

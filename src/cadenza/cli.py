@@ -41,7 +41,7 @@ DbOption = Annotated[
     typer.Option(
         "--db",
         envvar="CADENZA_DB",
-        help="SQLite file holding runs (default ./cadenza.db).",
+        help="SQLite file holding runs (default ./cadenza.db), or a postgresql:// URL.",
         show_default=False,
     ),
 ]

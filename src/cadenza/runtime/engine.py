@@ -447,6 +447,10 @@ def _make_store(store: Store | str | os.PathLike[str] | None) -> Store:
     if store is None or isinstance(store, str | os.PathLike):
         if store == "memory":
             return MemoryStore()
+        if isinstance(store, str) and store.startswith(("postgres://", "postgresql://")):
+            from cadenza.store.postgres import PostgresStore
+
+            return PostgresStore(store)
         from cadenza.store.sqlite import SQLiteStore
 
         return SQLiteStore(store)

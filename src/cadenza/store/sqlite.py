@@ -34,6 +34,9 @@ from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.status import TERMINAL, WorkflowStatus
+from cadenza.store._rows import dumps as _dumps
+from cadenza.store._rows import event_rows as _event_rows
+from cadenza.store._rows import run_from_row as _run_from_row
 from cadenza.store._sqlite_migrate import migrate_sqlite, split_sql_script
 from cadenza.store._sqlite_writes import (
     _GET_RUN,
@@ -48,10 +51,7 @@ from cadenza.store._sqlite_writes import (
     _as_store_error,
     _Claim,
     _CreateRun,
-    _dumps,
-    _event_rows,
     _Release,
-    _run_from_row,
     _Write,
 )
 from cadenza.store.base import RunRecord, Snapshot

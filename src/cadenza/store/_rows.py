@@ -1,0 +1,86 @@
+"""How the durable stores turn events and runs into rows and back: JSON text for values, the
+sequence check, and the audit hash of exactly what a row holds. Shared by SQLite and
+PostgreSQL so both keep the same chain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic_core import from_json, to_json
+
+from cadenza.errors import ConflictError, StoreError
+from cadenza.ids import RunId
+from cadenza.observe.audit import encode_stored, link
+from cadenza.runtime.events import Event
+from cadenza.runtime.status import WorkflowStatus
+from cadenza.store.base import RunRecord
+
+
+def dumps(value: dict[str, Any]) -> str:
+    return to_json(value).decode() if value else "{}"
+
+
+def event_rows(
+    run_id: RunId, last: int, prev_hash: str, events: Sequence[Event]
+) -> tuple[list[tuple[Any, ...]], str]:
+    """Check that ``events`` continue a log ending at ``last`` (whose last hash is
+    ``prev_hash``) and encode them as rows; returns the rows and the new last hash.
+
+    The audit hash is taken over the data decoded from the JSON text stored, so it is the hash
+    of exactly what the row holds (and what ``read_events`` returns)."""
+    rows: list[tuple[Any, ...]] = []
+    expected = last
+    for event in events:
+        expected += 1
+        if event.run_id != run_id:
+            raise StoreError(f"event {event.seq} belongs to run {event.run_id!r}, not {run_id!r}")
+        if event.seq != expected:
+            raise ConflictError(
+                f"run {run_id!r}: expected event seq {expected}, got {event.seq} "
+                "(another writer appended first)"
+            )
+        data = event.data
+        type_ = str(event.type)
+        try:
+            encoded = to_json(data).decode() if data else "{}"
+        except ValueError as exc:
+            raise StoreError(
+                f"run {run_id!r}: data of event {event.seq} ({event.type}) cannot be stored "
+                f"as JSON: {exc}"
+            ) from exc
+        try:
+            body = encode_stored(
+                run_id, expected, type_, event.path, event.scope, event.attempt,
+                from_json(encoded) if data else None, event.ts,
+            )  # fmt: skip
+        except (TypeError, ValueError) as exc:  # a field SQLite could not take either
+            raise StoreError(
+                f"run {run_id!r}: cannot store event {event.seq} ({event.type}): {exc}"
+            ) from exc
+        digest = link(prev_hash, body)
+        rows.append(
+            (run_id, expected, type_, event.path, event.scope, event.attempt,
+             encoded, event.ts, prev_hash, digest)
+        )  # fmt: skip
+        prev_hash = digest
+    return rows, prev_hash
+
+
+def run_from_row(row: tuple[Any, ...]) -> RunRecord:
+    parent = row[12]
+    return RunRecord(
+        run_id=RunId(row[0]),
+        workflow=row[1],
+        version=row[2],
+        status=WorkflowStatus(row[3]),
+        target=row[4],
+        input=from_json(row[5]),
+        error=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        deadline=row[9],
+        owner=row[10],
+        lease_until=row[11],
+        parent_run_id=RunId(parent) if parent is not None else None,
+    )
