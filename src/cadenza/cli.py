@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -452,6 +453,50 @@ def resume(
         err.print(f"[bold red]error:[/] run {rid} not resumed: {reason}", highlight=False)
     failed = errors or any(r.status is not WorkflowStatus.COMPLETED for r in results)
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between looks for work.", min=0.05)
+    ] = 1.0,
+    grace: Annotated[
+        float, typer.Option(help="Seconds to let runs in flight finish on SIGTERM.", min=0)
+    ] = 10.0,
+    once: Annotated[
+        bool, typer.Option("--once", help="Pick up what is due, finish, exit.")
+    ] = False,
+    log_level: LogOption = "INFO",
+) -> None:
+    """Keep runs going: resume those whose process died and those whose approval timed out,
+    until SIGTERM or Ctrl-C (runs still in flight after --grace stay resumable)."""
+    import signal as signals
+
+    configure_logging(log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signals.SIGTERM, signals.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        reported: set[str] = set()
+        async with _engine(db, LoggingObserver()) as engine:
+            while not stop.is_set():
+                for run_id, why in (await engine.pick_up()).items():
+                    if run_id not in reported:
+                        reported.add(run_id)
+                        err.print(f"[yellow]not resumed[/] {run_id}: {why}", highlight=False)
+                if once:
+                    await engine.drain()
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+            left = await engine.drain(grace)
+            if left:
+                err.print(f"{left} run(s) still in flight stay resumable", highlight=False)
+
+    _run(main)
 
 
 @runs_app.command("list")

@@ -100,6 +100,7 @@ class Engine(PeopleMixin, ControlMixin):
         self._targets: dict[tuple[str, str], str] = {}
         self._active: dict[RunId, asyncio.Task[RunResult]] = {}
         self._executions: dict[RunId, RunExecution] = {}
+        self._quiet: dict[RunId, int] = {}  # suspended runs: their last seq when they stopped
         self._directory: Directory | None = directory
         self._cancel_reasons: dict[RunId, str] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -261,21 +262,7 @@ class Engine(PeopleMixin, ControlMixin):
         approval whose time is up (or whose decision was recorded by a process that died
         before continuing it); wait for them all. Runs that cannot be resumed (unknown or
         changed definition) are reported, not raised."""
-        await self.open()
-        runs = await self.store.list_runs(status=ACTIVE, limit=100_000)
-        runs += [
-            r
-            for r in await self.store.list_runs(
-                status=[WorkflowStatus.WAITING_APPROVAL], limit=100_000
-            )
-            if _approval_due(await self._load(r, None))
-        ]
-        now = time.time()
-        todo = [
-            r.run_id
-            for r in runs
-            if r.run_id not in self._active and not _held_elsewhere(r, self.owner, now)
-        ]
+        todo = await self._resumable()
         results = await asyncio.gather(*(self.resume(rid) for rid in todo), return_exceptions=True)
         report = ResumeReport()
         for run_id, result in zip(todo, results, strict=True):
@@ -287,6 +274,53 @@ class Engine(PeopleMixin, ControlMixin):
             else:
                 report.results.append(result)
         return report
+
+    async def pick_up(self) -> dict[RunId, str]:
+        """Start (without waiting for them) the runs :meth:`resume_all` would resume: what a
+        worker does on every poll. Returns the runs that could not be started, with why."""
+        problems: dict[RunId, str] = {}
+        for run_id in await self._resumable():
+            try:
+                record = await self.store.get_run(run_id)
+                execution = await self._take(record)
+            except CadenzaError as exc:
+                problems[run_id] = str(exc)
+                continue
+            self._start_execution(execution, record.deadline)
+        return problems
+
+    async def drain(self, timeout: float | None = None) -> int:
+        """Wait for the runs in flight to finish or suspend, at most ``timeout`` seconds;
+        returns how many are still running (closing the engine stops them, resumable)."""
+        tasks = list(self._active.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        return len(self._active)
+
+    async def _resumable(self) -> list[RunId]:
+        """Unfinished runs no live engine holds, and waiting runs with a due approval; less
+        those this engine saw suspend (for a signal) that have logged nothing since."""
+        await self.open()
+        runs = await self.store.list_runs(status=ACTIVE, limit=100_000)
+        runs += [
+            r
+            for r in await self.store.list_runs(
+                status=[WorkflowStatus.WAITING_APPROVAL], limit=100_000
+            )
+            if _approval_due(await self._load(r, None))
+        ]
+        now = time.time()
+        todo = []
+        for r in runs:
+            if r.run_id in self._active or _held_elsewhere(r, self.owner, now):
+                continue
+            quiet_since = self._quiet.get(r.run_id)
+            if quiet_since is not None and not await self.store.read_events(
+                r.run_id, after_seq=quiet_since
+            ):
+                continue  # still waiting for its signal
+            todo.append(r.run_id)
+        return todo
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -413,6 +447,7 @@ class Engine(PeopleMixin, ControlMixin):
             if exc.approval:
                 await run.set_status(WorkflowStatus.WAITING_APPROVAL, reason=str(exc))
                 return WorkflowStatus.WAITING_APPROVAL, None
+            self._quiet[run.run_id] = run.progress.seq
             return WorkflowStatus.RUNNING, None
         await run.set_status(WorkflowStatus.COMPLETED)
         return WorkflowStatus.COMPLETED, None
