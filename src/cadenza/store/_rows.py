@@ -4,7 +4,7 @@ PostgreSQL so both keep the same chain."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pydantic_core import from_json, to_json
@@ -84,3 +84,26 @@ def run_from_row(row: tuple[Any, ...]) -> RunRecord:
         lease_until=row[11],
         parent_run_id=RunId(parent) if parent is not None else None,
     )
+
+
+def run_filter(
+    status: Collection[WorkflowStatus] | None, workflow: str | None, limit: int, *, mark: str
+) -> tuple[str, list[Any]] | None:
+    """The ``WHERE`` clause (with a trailing space, or empty) and parameters that
+    ``list_runs`` filters by, with ``mark`` as the driver's placeholder; the limit is the last
+    parameter. ``None`` when nothing can match (no statuses, or a limit below 1)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        wanted = [str(s) for s in status]
+        if not wanted:
+            return None
+        clauses.append(f"status IN ({', '.join([mark] * len(wanted))})")
+        params.extend(wanted)
+    if workflow is not None:
+        clauses.append(f"workflow = {mark}")
+        params.append(workflow)
+    if limit <= 0:
+        return None
+    params.append(limit)
+    return (f"WHERE {' AND '.join(clauses)} " if clauses else ""), params

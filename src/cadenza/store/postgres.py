@@ -45,6 +45,7 @@ from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store._rows import dumps as _dumps
 from cadenza.store._rows import event_rows as _event_rows
+from cadenza.store._rows import run_filter
 from cadenza.store._rows import run_from_row as _run_from_row
 from cadenza.store.base import RunRecord, Snapshot
 from cadenza.store.migrate import load_migrations
@@ -361,22 +362,11 @@ class PostgresStore:
         workflow: str | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            wanted = [str(s) for s in status]
-            if not wanted:
-                return []
-            clauses.append("status = ANY(%s)")
-            params.append(wanted)
-        if workflow is not None:
-            clauses.append("workflow = %s")
-            params.append(workflow)
-        if limit <= 0:
+        found = run_filter(status, workflow, limit, mark="%s")
+        if found is None:
             return []
-        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        where, params = found
         query = f"SELECT {_SELECT_RUN} FROM runs {where}ORDER BY created_at DESC, pos DESC LIMIT %s"
-        params.append(limit)
         async with self._conn("listing runs") as conn:
             rows = await (await conn.execute(query, params)).fetchall()
         return [_run_from_row(row) for row in rows]

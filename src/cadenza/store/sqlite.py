@@ -36,6 +36,7 @@ from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.status import TERMINAL, WorkflowStatus
 from cadenza.store._rows import dumps as _dumps
 from cadenza.store._rows import event_rows as _event_rows
+from cadenza.store._rows import run_filter
 from cadenza.store._rows import run_from_row as _run_from_row
 from cadenza.store._sqlite_migrate import migrate_sqlite, split_sql_script
 from cadenza.store._sqlite_writes import (
@@ -351,22 +352,11 @@ class SQLiteStore:
         limit: int = 100,
     ) -> list[RunRecord]:
         cur = self._require_open()
-        clauses: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            wanted = [str(s) for s in status]
-            if not wanted:
-                return []
-            clauses.append(f"status IN ({', '.join(['?'] * len(wanted))})")
-            params.extend(wanted)
-        if workflow is not None:
-            clauses.append("workflow = ?")
-            params.append(workflow)
-        if limit <= 0:
+        found = run_filter(status, workflow, limit, mark="?")
+        if found is None:
             return []
-        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        where, params = found
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where}ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        params.append(limit)
         return [_run_from_row(row) for row in cur.execute(sql, params).fetchall()]
 
     async def read_events(self, run_id: RunId, *, after_seq: int = 0) -> list[Event]:
