@@ -307,6 +307,8 @@ async def test_concurrent_appends_from_many_runs(store: Store) -> None:
         events = await store.read_events(run_id)
         assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
         assert [e.data.get("seq") for e in events[1:]] == [2, 3, 4, 5, 6]
+        assert verify(events) is None
+        assert await store.load_snapshot(run_id) == Snapshot(6, {"seq": 6})
         assert (await store.get_run(run_id)).status == S.COMPLETED
         assert await store.load_snapshot(run_id) == Snapshot(6, {"seq": 6})
     assert len(await store.list_runs(status={S.COMPLETED}, limit=1000)) == 200

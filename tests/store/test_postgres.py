@@ -24,7 +24,7 @@ from cadenza.errors import ConflictError, StoreError
 from cadenza.ids import RunId
 from cadenza.observe.audit import verify
 from cadenza.runtime.events import Event, EventType
-from cadenza.store.base import RunRecord, Snapshot
+from cadenza.store.base import RunRecord
 from cadenza.store.migrate import load_migrations
 from cadenza.store.postgres import PostgresStore
 
@@ -169,28 +169,6 @@ async def test_a_workflow_runs_on_postgres_and_its_log_verifies(store: PostgresS
 
 
 # -- concurrency --------------------------------------------------------------------------------
-
-
-async def test_concurrent_appends_from_100_runs(store: PostgresStore) -> None:
-    run_ids = await asyncio.gather(*(start(store, f"run-{i:03d}") for i in range(100)))
-
-    async def drive(run_id: RunId) -> None:
-        for seq in range(2, 7):
-            done = seq == 6
-            await store.append(
-                run_id,
-                [event(run_id, seq, data={"seq": seq})],
-                status=S.COMPLETED if done else S.RUNNING,
-                snapshot=Snapshot(seq, {"seq": seq}) if done else None,
-            )
-
-    await asyncio.gather(*(drive(run_id) for run_id in run_ids))
-    for run_id in run_ids:
-        events = await store.read_events(run_id)
-        assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
-        assert verify(events) is None
-        assert await store.load_snapshot(run_id) == Snapshot(6, {"seq": 6})
-    assert len(await store.list_runs(status={S.COMPLETED}, limit=1000)) == 100
 
 
 async def test_racing_appends_to_one_run_from_two_stores(store: PostgresStore, schema: str) -> None:
