@@ -6,6 +6,7 @@ import time
 from typing import TypedDict
 
 import pytest
+from tests.probes import Peak
 
 from cadenza import (
     Bulkhead,
@@ -147,14 +148,10 @@ def test_retries_and_retry_policy_are_exclusive() -> None:
 
 
 async def test_bulkhead_limits_calls_across_runs() -> None:
-    running = peak = 0
+    probe = Peak()
 
     async def call_payments(state: S) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01)
-        running -= 1
+        await probe.busy(state)
 
     payments = Bulkhead("payments", 2)
     first = Workflow("checkout", state=S)
@@ -166,7 +163,7 @@ async def test_bulkhead_limits_calls_across_runs() -> None:
             *(engine.run(first if i % 2 else second, {}) for i in range(10))
         )
     assert all(r.ok for r in results)
-    assert peak == 2, "10 runs of two workflows shared 2 slots"
+    assert probe.peak == 2, "10 runs of two workflows shared 2 slots"
 
 
 async def test_one_bulkhead_name_one_limit() -> None:

@@ -4,6 +4,8 @@ import asyncio
 import operator
 from typing import Annotated, TypedDict
 
+from tests.probes import Peak
+
 from cadenza import Engine, ExecutionContext, Workflow, WorkflowStatus
 
 
@@ -58,14 +60,8 @@ async def test_branches_see_the_state_before_the_fork_not_each_other(engine: Eng
 
 
 async def test_max_concurrent_limits_branches(engine: Engine) -> None:
-    running = peak = 0
-
-    async def busy(state: S) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01)
-        running -= 1
+    probe = Peak()
+    busy = probe.busy
 
     branches = []
     for i in range(6):
@@ -78,7 +74,7 @@ async def test_max_concurrent_limits_branches(engine: Engine) -> None:
     wf = Workflow("limited", state=S)
     wf.parallel("fan", branches, max_concurrent=2)
     assert (await engine.run(wf, {})).ok
-    assert peak == 2
+    assert probe.peak == 2
 
 
 async def test_fail_fast_cancels_the_other_branches(engine: Engine) -> None:

@@ -5,6 +5,8 @@ import threading
 import time
 from typing import TypedDict
 
+from tests.probes import Peak
+
 from cadenza import Engine, ExecutionContext, Workflow, WorkflowConfiguration, WorkflowStatus
 
 
@@ -145,17 +147,9 @@ async def test_workflow_timeout_fails_the_run(engine: Engine) -> None:
 
 async def test_max_parallel_steps_bounds_concurrent_handlers(engine: Engine) -> None:
     wf = Workflow("bounded", state=S, config=WorkflowConfiguration(max_parallel_steps=2))
-    running = 0
-    peak = 0
+    probe = Peak()
 
-    async def busy(state: S) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01)
-        running -= 1
-
-    wf.map("fan", items=lambda s: list(range(8)), branch=busy)
+    wf.map("fan", items=lambda s: list(range(8)), branch=probe.busy)
     result = await engine.run(wf, {})
     assert result.ok
-    assert peak == 2
+    assert probe.peak == 2
