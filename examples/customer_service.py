@@ -4,6 +4,10 @@ classify_inquiry → route_to_specialist (CONDITIONAL) → billing | technical |
 → generate_response (PARALLEL drafts, joined in order) → compose_reply → quality_check
 → human_quality_review (HUMAN_APPROVAL by a support lead, only for replies that failed a check)
 
+The category comes from a semantic router (the route whose descriptions are closest in meaning
+to the inquiry, by a small local embedding model) when ``cadenza[embeddings]`` is installed, and
+from keyword rules otherwise.
+
 Run it:
     cadenza run examples/customer_service.py \
         --input '{"inquiry": "I was charged twice for order 1234"}'
@@ -16,6 +20,7 @@ import re
 from typing import Annotated, Any, TypedDict
 
 from cadenza import ExecutionContext, Workflow, WorkflowConfiguration
+from cadenza.agents.routing import semantic_or_keywords
 
 
 class Draft(TypedDict):
@@ -45,19 +50,69 @@ workflow = Workflow(
     description="Classify an inquiry, route it to a specialist, draft and check a reply.",
 )
 
-_CATEGORIES = {
-    "billing": ("charge", "charged", "refund", "invoice", "bill", "payment"),
-    "technical": ("error", "crash", "login", "password", "bug", "app"),
-    "shipping": ("shipping", "delivery", "package", "arrive", "tracking", "where is my order"),
+# What each category is about, in the customers' words; the router compares an inquiry with
+# every line and takes the category of the closest one.
+ROUTES = {
+    "billing": [
+        "questions about charges, payments, invoices, receipts and refunds",
+        "I was billed the wrong amount",
+        "my card was charged more than once for the same purchase",
+        "I want my money back",
+        "update the credit card or payment method on my account",
+        "change or cancel my subscription plan and what it costs",
+        "there is a fee on my bank statement I do not recognise",
+    ],
+    "technical": [
+        "the app or website is broken, crashes, freezes or shows an error message",
+        "I cannot sign in or my password does not work",
+        "a feature stopped working after the latest update",
+        "the page will not load or is extremely slow",
+        "problems installing or syncing the software on my phone or computer",
+        "I found a bug",
+    ],
+    "shipping": [
+        "where is my package and when will it be delivered",
+        "the tracking number has not updated for days",
+        "my order arrived damaged or items are missing from the box",
+        "change the delivery address or shipping speed of an order",
+        "questions about shipping costs, carriers and delivery times",
+        "I need a return label to send an item back",
+    ],
+    "general": [
+        "general questions about the company, its products, stock, gift cards or opening hours",
+        "I want to talk to a person or have someone call me back",
+        "change my email address, name or notification settings",
+        "delete my account or my personal data",
+        "feedback, a compliment or a complaint about the service",
+        "do you have a loyalty programme or student discount",
+    ],
 }
+# The fallback without the model: the first category with one of its words in the inquiry.
+KEYWORDS = {
+    "billing": ("charge", "charged", "charges", "refund", "invoice", "bill", "billed", "payment"),
+    "technical": ("error", "crash", "crashes", "login", "log in", "password", "bug", "app"),
+    "shipping": (
+        "shipping",
+        "delivery",
+        "delivered",
+        "package",
+        "parcel",
+        "arrive",
+        "arrived",
+        "tracking",
+        "where is my order",
+    ),
+}
+classifier = semantic_or_keywords(
+    ROUTES, KEYWORDS, text="inquiry", threshold=0.2, default="general"
+)
 _URGENT = ("urgent", "asap", "immediately", "twice", "again")
 
 
 @workflow.step
 def classify_inquiry(state: SupportState) -> SupportState:
     text = state["inquiry"].lower()
-    scores = {c: sum(w in text for w in words) for c, words in _CATEGORIES.items()}
-    category = max(scores, key=lambda c: scores[c]) if any(scores.values()) else "general"
+    category = classifier(state)
     order = re.search(r"\border\s*#?\s*(\d{3,})\b|\b#(\d{3,})\b", text)
     return {
         "category": category,
