@@ -2,6 +2,18 @@
 
 Everything a user needs is importable from here."""
 
+from cadenza.agents.model import (
+    ChatModel,
+    Message,
+    ModelError,
+    ModelResponse,
+    Pricing,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from cadenza.agents.scripted import ScriptedModel
+from cadenza.agents.tools import Tool, tool
 from cadenza.errors import (
     CadenzaError,
     ConflictError,
@@ -80,6 +92,18 @@ __all__ = [
     "RunResult",
     "Directory",
     "WorkflowStatus",
+    # agents
+    "ChatModel",
+    "Message",
+    "ModelError",
+    "ModelResponse",
+    "Pricing",
+    "ScriptedModel",
+    "Tool",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
+    "tool",
     # storage and events
     "Event",
     "EventType",

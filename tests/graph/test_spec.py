@@ -195,7 +195,7 @@ async def test_rollback_step_and_retry(tmp_path: Path) -> None:
     assert result.state["log"] == ["start", "small"]
 
 
-def test_later_kinds_parse_and_stop_at_compile_time(tmp_path: Path) -> None:
+def test_a_react_without_a_model_is_located(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         HEADER
@@ -206,9 +206,7 @@ def test_later_kinds_parse_and_stop_at_compile_time(tmp_path: Path) -> None:
     )
     with pytest.raises(SpecError) as info:
         load_workflow_file(path, registry=registry())
-    assert str(info.value) == (
-        f"{path}:13:5: $.steps[1]: step kind REACT is not available yet in this version of Cadenza"
-    )
+    assert str(info.value) == (f"{path}:13:5: $.steps[1]: a REACT needs a 'model'")
 
 
 # -- malformed documents: (document, line, column, message) ------------------------------------

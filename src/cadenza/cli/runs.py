@@ -72,7 +72,9 @@ def runs_show(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """A run's status, timeline of steps with durations, and its final or current state."""
+    """A run's status, timeline of steps with durations, model usage, and its final or
+    current state."""
+    from cadenza.agents.usage import run_usage
     from cadenza.runtime.timeline import timeline
 
     async def main() -> tuple[Any, Any, list[Event]]:
@@ -83,6 +85,7 @@ def runs_show(
 
     record, result, events = _run(main)
     rows = timeline(events)
+    usage = run_usage(events)
     if as_json:
         out.print_json(
             dumps(
@@ -101,6 +104,7 @@ def runs_show(
                         }
                         for r in rows
                     ],
+                    "usage": usage.to_json() if usage.model_calls else None,
                 }
             )
         )
@@ -124,6 +128,8 @@ def runs_show(
         )
         table.add_row(r.path, r.status, str(r.attempts or ""), _secs(r.duration), detail)
     out.print(table)
+    if usage.model_calls:
+        out.print(f"model usage: {usage.summary()}", highlight=False)
     out.print_json(dumps(result.state))
 
 

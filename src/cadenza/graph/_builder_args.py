@@ -12,6 +12,7 @@ from typing import Any
 from cadenza.errors import DefinitionError, ExpressionError
 from cadenza.graph.expressions import compile_expression
 from cadenza.graph.ir import (
+    AgentSpec,
     Condition,
     Step,
     StepKind,
@@ -135,3 +136,83 @@ def _declared_writes(fn: Callable[..., Any]) -> frozenset[str] | None:
     if ret is not None and typing.is_typeddict(ret):
         return frozenset(typing.get_type_hints(ret))
     return None
+
+
+def _model(model: Any, path: str) -> Any:
+    """A chat model (anything that speaks :class:`~cadenza.agents.model.ChatModel`)."""
+    from cadenza.agents.model import ChatModel
+
+    if not isinstance(model, ChatModel) or not callable(getattr(model, "chat", None)):
+        raise DefinitionError(
+            f"expected a chat model (an object with name, pricing and async chat(...)), got "
+            f"{model!r}",
+            path=path,
+        )
+    return model
+
+
+def _tools(tools: Any, path: str) -> tuple[Any, ...]:
+    """Tools, each a :class:`~cadenza.agents.tools.Tool` or a plain function made into one."""
+    from cadenza.agents.tools import as_tool
+
+    if tools is None:
+        return ()
+    if isinstance(tools, str | bytes) or callable(tools) or not isinstance(tools, Sequence):
+        raise DefinitionError("tools is a list of functions or Tools", path=path)
+    made = tuple(as_tool(t, path=f"{path}[{i}]") for i, t in enumerate(tools))
+    seen: set[str] = set()
+    for i, t in enumerate(made):
+        if t.name in seen:
+            raise DefinitionError(
+                f"two tools are named {t.name!r}; give one another name (@tool(name=...))",
+                path=f"{path}[{i}]",
+            )
+        seen.add(t.name)
+    return made
+
+
+def _agent(
+    model: Any,
+    tools: Any,
+    *,
+    system: str,
+    max_steps: int,
+    token_budget: int | None,
+    temperature: float | None,
+    on_max_steps: str,
+    path: str,
+) -> AgentSpec:
+    if not isinstance(system, str):
+        raise DefinitionError("system is the system prompt (text)", path=f"{path}.system")
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+        raise DefinitionError(
+            "max_steps must be a positive integer (an agent without a bound could loop forever)",
+            path=f"{path}.max_steps",
+        )
+    _positive(token_budget, f"{path}.token_budget")
+    if temperature is not None and (
+        not isinstance(temperature, int | float) or not 0 <= temperature <= 2
+    ):
+        raise DefinitionError("temperature is a number from 0 to 2", path=f"{path}.temperature")
+    if on_max_steps not in ("fail", "finish"):
+        raise DefinitionError(
+            f"on_max_steps is 'fail' or 'finish', got {on_max_steps!r}", path=f"{path}.on_max_steps"
+        )
+    return AgentSpec(
+        model=_model(model, f"{path}.model"),
+        tools=_tools(tools, f"{path}.tools"),
+        system=system,
+        max_steps=max_steps,
+        token_budget=token_budget,
+        temperature=temperature,
+        on_max_steps=on_max_steps,
+    )
+
+
+def _key(value: Any, path: str, *, optional: bool = True) -> str | None:
+    """A state key argument: a non-empty string (or ``None`` where that is allowed)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise DefinitionError("must be a state key (a non-empty string)", path=path)
+    return value

@@ -1,5 +1,6 @@
 """The builder's verbs for composite and special steps: parallel, map, conditional, loop,
-wait, approval, rollback and webhook. Part of :class:`cadenza.graph.builder.Workflow`."""
+wait, approval, rollback and webhook (and, from ``_builder_agents``, react, worker and
+orchestrator). Part of :class:`cadenza.graph.builder.Workflow`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cadenza.errors import DefinitionError
+from cadenza.graph._builder_agents import AgentsMixin
 from cadenza.graph._builder_args import (
     StepRef,
     _condition,
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     pass
 
 
-class KindsMixin:
+class KindsMixin(AgentsMixin):
     """Part of :class:`Workflow`: the verbs for every step kind but the plain task."""
 
     def parallel(

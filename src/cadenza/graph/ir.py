@@ -26,7 +26,6 @@ class StepKind(StrEnum):
     CONDITIONAL = "conditional"
     LOOP = "loop"
     WAIT = "wait"
-    # Kinds whose executors arrive with their own features; the IR can already name them.
     REACT = "react"
     HUMAN_APPROVAL = "human_approval"
     ORCHESTRATOR = "orchestrator"
@@ -108,6 +107,8 @@ class Step:
     # wait
     seconds: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    # react, orchestrator, worker
+    agent: AgentSpec | OrchestratorSpec | WorkerSpec | None = None
 
     def targets(self) -> tuple[str, ...]:
         """The steps a conditional may route to (and an approval's ``on_reject`` step)."""
@@ -118,6 +119,89 @@ class Step:
         if self.default is not None:
             names.append(self.default)
         return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """A model with tools and a role: what a REACT step (or a WORKER that is an agent) runs.
+    ``model`` is a :class:`~cadenza.agents.model.ChatModel`, ``tools`` are
+    :class:`~cadenza.agents.tools.Tool` values."""
+
+    model: Any
+    tools: tuple[Any, ...] = ()
+    system: str = ""
+    max_steps: int = 10  # model calls, at most
+    token_budget: int | None = None  # input + output tokens over the whole loop
+    temperature: float | None = None
+    on_max_steps: str = "fail"  # or "finish": end with the last reply as the answer
+
+    def describe(self) -> list[Any]:
+        return [
+            _model_name(self.model),
+            [t.describe() for t in self.tools],
+            self.system,
+            self.max_steps,
+            self.token_budget,
+            self.temperature,
+            self.on_max_steps,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """A WORKER: executes subtasks of the ``capability`` it declares, with a ``handler``
+    (``fn(state, ctx)``, the subtask in ``ctx.item``) or as an ``agent``."""
+
+    capability: str
+    description: str = ""
+    handler: Handler | None = None
+    agent: AgentSpec | None = None
+
+    def describe(self) -> list[Any]:
+        return [
+            self.capability,
+            self.description,
+            self.handler.qualname if self.handler else None,
+            self.agent.describe() if self.agent else None,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class OrchestratorSpec:
+    """An ORCHESTRATOR: a ``planner`` (a model, or a handler ``fn(state[, ctx])``) splits the
+    task into subtasks, ``workers`` (WORKER steps) execute them by capability, and a
+    ``synthesizer`` (a model, or ``fn(state, results[, ctx])``) combines the results."""
+
+    planner: Handler | Any
+    workers: tuple[Step, ...]
+    synthesizer: Handler | Any | None = None
+    planner_prompt: str = ""
+    synthesizer_prompt: str = ""
+    on_subtask_failure: str = "fail"  # or "report": a failed subtask is a result, marked failed
+    max_subtasks: int = 20
+
+    def describe(self) -> list[Any]:
+        return [
+            _callee(self.planner),
+            [_describe_step(w) for w in self.workers],
+            _callee(self.synthesizer),
+            self.planner_prompt,
+            self.synthesizer_prompt,
+            self.on_subtask_failure,
+            self.max_subtasks,
+        ]
+
+
+def _model_name(model: Any) -> str:
+    return str(getattr(model, "name", None) or type(model).__qualname__)
+
+
+def _callee(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Handler):
+        return "fn:" + value.qualname
+    return "model:" + _model_name(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,4 +334,8 @@ def _describe_step(step: Step) -> dict[str, Any]:
         out["seconds"] = step.seconds
     if step.options:
         out["options"] = {k: str(v) for k, v in sorted(step.options.items())}
+    if step.agent is not None:
+        out["agent"] = step.agent.describe()
+        if step.max_concurrent is not None and not step.branches:
+            out["max_concurrent"] = step.max_concurrent
     return out

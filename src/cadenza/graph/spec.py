@@ -16,6 +16,15 @@ Semantics of the brief's shorthand:
 - ``required_for`` on HUMAN_APPROVAL makes the approval apply only when those state flags hold.
 - A step's handler is ``handler`` or, by default, its name: a registered name or an import
   path ``package.module:function``.
+- REACT runs ``model`` with ``tools`` (registered names or import paths of functions or
+  tools) and a ``system_prompt``, at most ``max_steps`` (or ``max_iterations``) model calls;
+  ``input_key`` names the request, ``messages_key`` the conversation, ``output`` the answer's
+  key. A model is a name registered with ``register_model``, ``scripted:FILE.json``, an
+  import path, or a provider spec for ``cadenza.agents.config.load_model``.
+- ORCHESTRATOR has a ``planner`` and an optional ``synthesizer`` (each a handler or a
+  model) and ``workers``: WORKER steps (``type`` may be left out there), each with a
+  ``capability`` and a ``handler`` or a ``model`` with ``tools``. A WORKER is never a step of
+  the flow on its own.
 """
 
 from __future__ import annotations
@@ -115,6 +124,38 @@ class StepSpec(BaseModel):
     summary: str | None = None
     show: list[str] | None = None
     security_level: Literal["low", "medium", "high", "critical"] | None = None
+    # REACT and WORKER agents (models by registry name, scripted:FILE.json or provider spec)
+    model: str | None = None
+    tools: list[str] | None = None
+    system_prompt: str | None = None
+    max_steps: int | None = Field(default=None, ge=1)
+    token_budget: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    messages_key: str | None = None
+    input_key: str | None = None
+    on_max_steps: Literal["fail", "finish"] | None = None
+    # ORCHESTRATOR (planner, synthesizer: a handler or a model) and WORKER
+    planner: str | None = None
+    planner_prompt: str | None = None
+    synthesizer: str | None = None
+    synthesizer_prompt: str | None = None
+    workers: list[StepSpec] | None = None
+    on_subtask_failure: Literal["fail", "report"] | None = None
+    results_key: str | None = None
+    max_subtasks: int | None = Field(default=None, ge=1)
+    capability: str | None = None
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_are_workers(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [
+                {"type": "WORKER", **item}
+                if isinstance(item, dict) and "type" not in item
+                else item
+                for item in value
+            ]
+        return value
 
     @field_validator("type", mode="before")
     @classmethod
@@ -136,7 +177,7 @@ class StepSpec(BaseModel):
         misplaced = [f for f, kinds in _ONLY_FOR.items() if _given(self, f) and t not in kinds]
         if misplaced:
             field = misplaced[0]
-            allowed = " or ".join(k.value for k in _ONLY_FOR[field])
+            allowed = " or ".join(sorted(k.value for k in _ONLY_FOR[field]))
             raise ValueError(f"{_alias(field)!r} applies to {allowed} steps, not {t.value}")
         if t is StepType.LOOP and (self.body is None or self.until is None):
             raise ValueError("a LOOP needs 'body' (its steps) and 'until' (its exit condition)")
@@ -158,6 +199,24 @@ class StepSpec(BaseModel):
                 raise ValueError("'then' needs 'conditions' to decide when to take it")
             if self.routes is not None and (self.then is not None or self.conditions is not None):
                 raise ValueError("give 'routes' or 'conditions' with 'then'/'else', not both")
+        if t is StepType.REACT:
+            if not self.model:
+                raise ValueError("a REACT needs a 'model'")
+            if self.max_steps is not None and self.max_iterations is not None:
+                raise ValueError("give 'max_steps' or 'max_iterations', not both")
+        if t is StepType.WORKER:
+            if not self.capability:
+                raise ValueError("a WORKER needs a 'capability'")
+            if (self.handler is None) == (self.model is None):
+                raise ValueError("a WORKER needs a 'handler' or a 'model' (an agent), not both")
+        if t is StepType.ORCHESTRATOR:
+            if not self.planner:
+                raise ValueError("an ORCHESTRATOR needs a 'planner' (a handler or a model)")
+            if not self.workers:
+                raise ValueError("an ORCHESTRATOR needs 'workers' (WORKER steps)")
+            strays = [w.name for w in self.workers if w.type is not StepType.WORKER]
+            if strays:
+                raise ValueError(f"'workers' holds WORKER steps only, not {strays[0]!r}")
         if self.fallback is not None and self.breaker is None:
             raise ValueError("'fallback' is used only while the step's 'breaker' is open")
         return self
@@ -196,6 +255,7 @@ class WorkflowSpec(BaseModel):
 
 
 _WITH_HANDLER = frozenset({StepType.SEQUENTIAL, StepType.CONDITIONAL, StepType.WORKER})
+_AGENT = frozenset({StepType.REACT, StepType.WORKER})
 _ONLY_FOR: dict[str, frozenset[StepType]] = {
     "conditions": frozenset({StepType.CONDITIONAL}),
     "then": frozenset({StepType.CONDITIONAL}),
@@ -209,6 +269,24 @@ _ONLY_FOR: dict[str, frozenset[StepType]] = {
     "body": frozenset({StepType.LOOP}),
     "until": frozenset({StepType.LOOP}),
     "max_iterations": frozenset({StepType.LOOP, StepType.REACT}),
+    "model": _AGENT,
+    "tools": _AGENT,
+    "system_prompt": _AGENT,
+    "max_steps": _AGENT,
+    "token_budget": _AGENT,
+    "temperature": _AGENT,
+    "messages_key": frozenset({StepType.REACT}),
+    "input_key": frozenset({StepType.REACT, StepType.ORCHESTRATOR}),
+    "on_max_steps": frozenset({StepType.REACT}),
+    "planner": frozenset({StepType.ORCHESTRATOR}),
+    "planner_prompt": frozenset({StepType.ORCHESTRATOR}),
+    "synthesizer": frozenset({StepType.ORCHESTRATOR}),
+    "synthesizer_prompt": frozenset({StepType.ORCHESTRATOR}),
+    "workers": frozenset({StepType.ORCHESTRATOR}),
+    "on_subtask_failure": frozenset({StepType.ORCHESTRATOR}),
+    "results_key": frozenset({StepType.ORCHESTRATOR}),
+    "max_subtasks": frozenset({StepType.ORCHESTRATOR}),
+    "capability": frozenset({StepType.WORKER}),
     "seconds": frozenset({StepType.WAIT}),
     "reason": frozenset({StepType.ROLLBACK}),
     "endpoint": frozenset({StepType.WEBHOOK}),
@@ -222,9 +300,9 @@ _ONLY_FOR: dict[str, frozenset[StepType]] = {
     "on_reject": frozenset({StepType.HUMAN_APPROVAL}),
     "summary": frozenset({StepType.HUMAN_APPROVAL}),
     "show": frozenset({StepType.HUMAN_APPROVAL}),
-    "compensate": _WITH_HANDLER,
+    "compensate": _WITH_HANDLER - {StepType.WORKER},
     "fallback": _WITH_HANDLER | {StepType.WEBHOOK},
-    "input": _WITH_HANDLER,
+    "input": _WITH_HANDLER - {StepType.WORKER},
 }
 _DEFAULTS = {"on_failure": "fail_fast", "method": "POST", "match": "any"}
 

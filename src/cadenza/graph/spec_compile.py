@@ -15,9 +15,9 @@ from typing import Annotated, Any, TypedDict
 from pydantic import ValidationError
 
 from cadenza.errors import DefinitionError
+from cadenza.graph._spec_agents import add_orchestrator, add_react
 from cadenza.graph.builder import Workflow
 from cadenza.graph.config import WorkflowConfiguration
-from cadenza.graph.ir import Step, StepKind
 from cadenza.graph.registry import HandlerRegistry, handlers
 from cadenza.graph.spec import FieldSpec, StepSpec, StepType, WorkflowSpec
 from cadenza.graph.spec_load import Loc, Locator, Problem, SpecError
@@ -39,11 +39,6 @@ _REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
     "merge": lambda old, new: {**old, **new},
     "max": max,
     "min": min,
-}
-_LATER = {
-    StepType.REACT: StepKind.REACT,
-    StepType.ORCHESTRATOR: StepKind.ORCHESTRATOR,
-    StepType.WORKER: StepKind.WORKER,
 }
 
 
@@ -239,11 +234,16 @@ class _Builder:
                     show=step.show or [],
                     on_reject=step.on_reject,
                 )
+            elif t is StepType.REACT:
+                add_react(self, wf, step, path)
+            elif t is StepType.ORCHESTRATOR:
+                add_orchestrator(self, wf, step, path)
             else:
-                options = step.model_dump(
-                    exclude_none=True, exclude={"type", "name"}, by_alias=True
+                self.problem(
+                    path,
+                    "a WORKER executes subtasks of an ORCHESTRATOR: put it in that "
+                    "ORCHESTRATOR's 'workers' list",
                 )
-                wf.add(Step(name=step.name, kind=_LATER[t], options=options))
         except _Reported:
             pass  # already recorded where it was found
         except DefinitionError as exc:

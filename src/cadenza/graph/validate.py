@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from cadenza.errors import DefinitionError
 from cadenza.graph.expressions import Expression
-from cadenza.graph.ir import Graph, Step, StepKind
+from cadenza.graph.ir import AgentSpec, Graph, OrchestratorSpec, Step, StepKind
 from cadenza.runtime.state import StateSchema
 
 #: Kinds that compile and run in this version.
@@ -22,6 +22,9 @@ AVAILABLE = frozenset(
         StepKind.ROLLBACK,
         StepKind.WEBHOOK,
         StepKind.HUMAN_APPROVAL,
+        StepKind.REACT,
+        StepKind.ORCHESTRATOR,
+        StepKind.WORKER,
     }
 )
 
@@ -40,6 +43,7 @@ def _check_step(step: Step, graph: Graph, schema: StateSchema, path: str) -> Non
             f"step kind {step.kind.value.upper()} is not available yet in this version of Cadenza",
             path=path,
         )
+    _check_agent(step, path)
     if step.writes is not None:
         missing = schema.check_keys(sorted(step.writes))
         if missing:
@@ -70,6 +74,25 @@ def _check_step(step: Step, graph: Graph, schema: StateSchema, path: str) -> Non
         validate_workflow(branch, schema, path=f"{path}.branches[{i}]")
     if step.body is not None:
         validate_workflow(step.body, schema, path=f"{path}.body")
+
+
+def _check_agent(step: Step, path: str) -> None:
+    if step.kind is StepKind.WORKER:
+        raise DefinitionError(
+            "a WORKER executes subtasks of an ORCHESTRATOR, not a step of the flow: declare it "
+            "with wf.worker(...) and name it in wf.orchestrator(workers=[...])",
+            path=path,
+        )
+    if step.kind is StepKind.REACT and not isinstance(step.agent, AgentSpec):
+        raise DefinitionError(
+            "a REACT step needs a model: wf.react(name, model=..., tools=[...])", path=path
+        )
+    if step.kind is StepKind.ORCHESTRATOR and not isinstance(step.agent, OrchestratorSpec):
+        raise DefinitionError(
+            "an ORCHESTRATOR needs a planner and workers: wf.orchestrator(name, planner=..., "
+            "workers=[...])",
+            path=path,
+        )
 
 
 def _check_expression(cond: object, schema: StateSchema, path: str) -> None:

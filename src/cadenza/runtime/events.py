@@ -15,7 +15,10 @@ class EventType(StrEnum):
     RUN_CREATED = "run_created"  # data: workflow, version, input
     STATUS = "status"  # data: from, to, reason?
     STEP_STARTED = "step_started"  # live only: seq 0, for observers, never stored
-    STEP_COMPLETED = "step_completed"  # data: update?, route?, join?, started_at
+    # data: update?, route?, join?, started_at; an agent's sub-steps: reply (the message
+    # added to the conversation), usage, model, cost? (model calls), tool (tool calls);
+    # orchestrators: result (the plan, a subtask's outcome)
+    STEP_COMPLETED = "step_completed"
     STEP_FAILED = "step_failed"  # data: error, error_type, retry (bool), started_at
     STEP_SKIPPED = "step_skipped"  # data: reason
     TIMER_SET = "timer_set"  # data: fire_at (epoch seconds)

@@ -18,8 +18,12 @@ from cadenza.store.base import Snapshot
 #: Suffix of the path of a step's compensation.
 COMPENSATE = "!compensate"
 
-#: The parts of a completion that replay needs (routes taken, loop exits); the rest is history.
-_REPLAYED = frozenset({"route", "join", "iterations", "exit", "signal_seq"})
+#: The parts of a completion that replay needs (routes taken, loop exits, an agent's model
+#: replies and tool observations with their usage, subtask plans and results); the rest is
+#: history.
+_REPLAYED = frozenset(
+    {"route", "join", "iterations", "exit", "signal_seq", "reply", "usage", "result"}
+)
 
 
 @dataclass(slots=True)

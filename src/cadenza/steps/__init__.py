@@ -11,7 +11,9 @@ from cadenza.runtime.scope import Scope
 from cadenza.steps.approval import execute_approval
 from cadenza.steps.conditional import execute_conditional
 from cadenza.steps.loop import execute_loop
+from cadenza.steps.orchestrator import execute_orchestrator, execute_worker
 from cadenza.steps.parallel import execute_map, execute_parallel
+from cadenza.steps.react import execute_react
 from cadenza.steps.rollback import execute_rollback
 from cadenza.steps.task import execute_task
 from cadenza.steps.wait import execute_wait
@@ -32,4 +34,7 @@ EXECUTORS: dict[StepKind, Executor] = {
     StepKind.ROLLBACK: execute_rollback,
     StepKind.WEBHOOK: execute_webhook,
     StepKind.HUMAN_APPROVAL: execute_approval,
+    StepKind.REACT: execute_react,
+    StepKind.ORCHESTRATOR: execute_orchestrator,
+    StepKind.WORKER: execute_worker,
 }
