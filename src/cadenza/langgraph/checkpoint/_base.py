@@ -1,0 +1,175 @@
+"""What the four savers share: LangGraph's whole checkpointer interface, sync and async,
+written over two primitives a saver provides, ``_run`` and ``_arun`` (run one operation of
+:mod:`._ops` in one transaction)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from cadenza.langgraph.checkpoint import _maintenance, _ops
+from cadenza.langgraph.checkpoint._delta import DEFAULT_FULL_EVERY, ListMemo
+from cadenza.langgraph.checkpoint._ops import Context, Op
+from cadenza.langgraph.checkpoint._sql import Dialect
+
+T = TypeVar("T")
+
+
+class CadenzaSaverBase(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer whose checkpoints live in Cadenza's store (see the package).
+
+    ``full_every`` bounds delta chains: a list channel is stored in full again after that many
+    versions stored as appended items (reading a value reads at most that many rows)."""
+
+    _dialect: ClassVar[Dialect]
+
+    def __init__(
+        self,
+        *,
+        serde: SerializerProtocol | None = None,
+        full_every: int = DEFAULT_FULL_EVERY,
+    ) -> None:
+        super().__init__(serde=serde)
+        if full_every < 1:
+            raise ValueError(f"full_every must be at least 1, got {full_every}")
+        self.full_every = full_every
+        self._memo = ListMemo()
+
+    @property
+    def _ctx(self) -> Context:
+        # built per call: ``with_allowlist`` clones the saver with another serde
+        return Context(self._dialect, self.serde, self._memo, self.full_every)
+
+    def _run(self, op: Op[T], *, write: bool) -> T:
+        raise NotImplementedError
+
+    async def _arun(self, op: Op[T], *, write: bool) -> T:
+        raise NotImplementedError
+
+    # -- sync ----------------------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._run(_ops.get_tuple(self._ctx, config), write=False)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        ctx = self._ctx
+        rows = self._run(_ops.list_rows(ctx, config, filter, before, limit), write=False)
+        for row in rows:
+            yield self._run(_ops.load_tuple(ctx, row, remember=False), write=False)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        op = _ops.put(self._ctx, config, checkpoint, metadata, new_versions)
+        return self._run(op, write=True)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._run(_ops.put_writes(self._ctx, config, writes, task_id, task_path), write=True)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._run(_maintenance.delete_thread(self._ctx, thread_id), write=True)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._run(_maintenance.delete_for_runs(self._ctx, run_ids), write=True)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        op = _maintenance.copy_thread(self._ctx, source_thread_id, target_thread_id)
+        self._run(op, write=True)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``"keep_latest"`` keeps the latest checkpoint of each namespace of each thread (with
+        its pending writes and the blobs it reads) and deletes the older ones; ``"delete"``
+        deletes the threads' checkpoints. The runs' logs are kept, with the deletion in them."""
+        self._run(_maintenance.prune(self._ctx, thread_ids, strategy), write=True)
+
+    # -- async ---------------------------------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._arun(_ops.get_tuple(self._ctx, config), write=False)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        ctx = self._ctx
+        rows = await self._arun(_ops.list_rows(ctx, config, filter, before, limit), write=False)
+        for row in rows:
+            yield await self._arun(_ops.load_tuple(ctx, row, remember=False), write=False)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        op = _ops.put(self._ctx, config, checkpoint, metadata, new_versions)
+        return await self._arun(op, write=True)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        op = _ops.put_writes(self._ctx, config, writes, task_id, task_path)
+        await self._arun(op, write=True)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._arun(_maintenance.delete_thread(self._ctx, thread_id), write=True)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._arun(_maintenance.delete_for_runs(self._ctx, run_ids), write=True)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        op = _maintenance.copy_thread(self._ctx, source_thread_id, target_thread_id)
+        await self._arun(op, write=True)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._arun(_maintenance.prune(self._ctx, thread_ids, strategy), write=True)
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """A counter zero-padded to sort as text, and a random suffix: versions written on two
+        branches of a thread (after time travel) never collide."""
+        if current is None:
+            count = 0
+        elif isinstance(current, int):
+            count = current
+        else:
+            count = int(str(current).split(".", 1)[0])
+        return f"{count + 1:016d}.{random.getrandbits(48):012x}"

@@ -1,0 +1,382 @@
+"""The checkpointers' operations, written once for both databases and both calling styles.
+
+Each operation is a generator that yields :class:`Stmt` (a statement, its parameters, and what
+to send back: a row count, one row, all rows) and returns its result: it holds the logic and
+no I/O. The savers run it with :func:`drive` (a DB-API cursor: ``sqlite3`` or psycopg) or
+:func:`adrive` (psycopg's async cursor), inside one transaction per operation.
+
+Every operation that changes a thread first reads its run's head (:func:`read_head`), which on
+PostgreSQL locks the run's row: changes to one thread are serialised across processes, so the
+run's log, the blobs and the garbage collection of blobs never race (SQLite serialises every
+writer with ``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, NamedTuple, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from cadenza.errors import StoreError
+from cadenza.langgraph.checkpoint._delta import (
+    DELTA,
+    ListMemo,
+    is_inline,
+    plan_blobs,
+    rebuild,
+    version_key,
+)
+from cadenza.langgraph.checkpoint._runlog import Head, Log, next_nodes, writes_status
+from cadenza.langgraph.checkpoint._sql import Dialect, check_filter_key
+
+T = TypeVar("T")
+
+
+class Mode(IntEnum):
+    EXEC = 0  # send back the row count
+    MANY = 1  # executemany; send back None
+    ONE = 2  # send back one row (or None)
+    ALL = 3  # send back every row
+
+
+class Stmt(NamedTuple):
+    sql: str
+    params: Any
+    mode: Mode
+
+
+Op = Generator[Stmt, Any, T]
+
+
+@dataclass(slots=True)
+class Context:
+    """What the operations need from a saver."""
+
+    dialect: Dialect
+    serde: SerializerProtocol
+    memo: ListMemo
+    full_every: int
+
+
+def drive(cur: Any, op: Op[T]) -> T:
+    """Run ``op`` on a DB-API cursor (``sqlite3`` or psycopg)."""
+    result: Any = None
+    try:
+        while True:
+            sql, params, mode = op.send(result)
+            if mode is Mode.MANY:
+                cur.executemany(sql, params)
+                result = None
+                continue
+            cur.execute(sql, params)
+            if mode is Mode.EXEC:
+                result = cur.rowcount
+            elif mode is Mode.ONE:
+                result = cur.fetchone()
+            else:
+                result = cur.fetchall()
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def adrive(cur: Any, op: Op[T]) -> T:
+    """Run ``op`` on psycopg's async cursor."""
+    result: Any = None
+    try:
+        while True:
+            sql, params, mode = op.send(result)
+            if mode is Mode.MANY:
+                await cur.executemany(sql, params)
+                result = None
+                continue
+            await cur.execute(sql, params)
+            if mode is Mode.EXEC:
+                result = cur.rowcount
+            elif mode is Mode.ONE:
+                result = await cur.fetchone()
+            else:
+                result = await cur.fetchall()
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+# -- config and metadata ------------------------------------------------------------------------
+
+
+def thread_of(config: RunnableConfig) -> tuple[str, str, str | None]:
+    """``(thread_id, checkpoint_ns, checkpoint_id)`` of a config."""
+    configurable = config.get("configurable") or {}
+    thread_id = configurable.get("thread_id")
+    if thread_id is None or thread_id == "":
+        raise ValueError(
+            "a checkpointer needs a thread: pass config={'configurable': {'thread_id': ...}}"
+        )
+    return (
+        str(thread_id),
+        configurable.get("checkpoint_ns") or "",
+        configurable.get("checkpoint_id"),
+    )
+
+
+def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+def _metadata_json(metadata: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"checkpoint metadata must be JSON (str, numbers, bools, None, lists, dicts): {exc}"
+        ) from exc
+
+
+# -- writes -------------------------------------------------------------------------------------
+
+
+def put(
+    ctx: Context,
+    config: RunnableConfig,
+    checkpoint: Checkpoint,
+    metadata: CheckpointMetadata,
+    new_versions: ChannelVersions,
+) -> Op[RunnableConfig]:
+    d, serde = ctx.dialect, ctx.serde
+    thread_id, ns, parent_id = thread_of(config)
+    md = get_serializable_checkpoint_metadata(config, metadata)
+    metadata_json = _metadata_json(md)
+    values = checkpoint["channel_values"]
+    row = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+    row["channel_values"] = {k: v for k, v in values.items() if is_inline(v)}
+    type_, data = serde.dumps_typed(row)
+    due = next_nodes(checkpoint)
+    blobs = plan_blobs(thread_id, ns, values, new_versions, ctx.memo, serde, ctx.full_every)
+    # LangGraph saves a checkpoint's writes concurrently with it: an interrupt may be in first
+    for _ in range(3):  # again if another process created the thread's run meanwhile
+        log = yield from _log(ctx, thread_id, checkpoint["id"] if not ns else None)
+        log.checkpoint(checkpoint["id"], ns, parent_id, md, due, special=log.head.special)
+        if (yield from _write_log(d, log)):
+            break
+    else:
+        raise StoreError(f"thread {thread_id!r}: its run could not be created; try again")
+    run_id = md.get("run_id")
+    yield Stmt(
+        d.upsert_checkpoint,
+        {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": checkpoint["id"],
+            "parent_checkpoint_id": parent_id,
+            "run_id": None if run_id is None else str(run_id),
+            "type": type_,
+            "checkpoint": data,
+            "metadata": metadata_json,
+            "due": json.dumps(due),
+        },
+        Mode.EXEC,
+    )
+    plain: list[dict[str, Any]] = []
+    for blob in blobs:
+        params = {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "channel": blob.channel,
+            "version": blob.version,
+            "kind": blob.kind,
+            "tag": blob.tag,
+            "type": blob.type,
+            "blob": blob.blob,
+        }
+        if blob.kind == DELTA:
+            params["base"], params["base_tag"] = blob.base, blob.base_tag
+            if (yield Stmt(d.insert_delta, params, Mode.EXEC)) == 1:
+                continue
+            full = blob.as_full(serde)  # the base is gone or was rewritten: store it all
+            known = ctx.memo.get((thread_id, ns, blob.channel))
+            if known is not None and known.version == blob.version:
+                known.tag, known.depth = full.tag, 0
+            params = {**params, "kind": full.kind, "tag": full.tag}
+            params.update(type=full.type, blob=full.blob)
+            del params["base"], params["base_tag"]
+        plain.append(params)
+    if plain:
+        yield Stmt(d.insert_blob, plain, Mode.MANY)
+    return _config(thread_id, ns, checkpoint["id"])
+
+
+def put_writes(
+    ctx: Context,
+    config: RunnableConfig,
+    writes: Sequence[tuple[str, Any]],
+    task_id: str,
+    task_path: str,
+) -> Op[None]:
+    d, serde = ctx.dialect, ctx.serde
+    thread_id, ns, checkpoint_id = thread_of(config)
+    if checkpoint_id is None:
+        raise ValueError("put_writes needs the checkpoint's config (with its checkpoint_id)")
+    if not writes:
+        return
+    rows = []
+    for idx, (channel, value) in enumerate(writes):
+        type_, blob = serde.dumps_typed(value)
+        rows.append(
+            {
+                "thread_id": thread_id,
+                "checkpoint_ns": ns,
+                "checkpoint_id": str(checkpoint_id),
+                "task_id": task_id,
+                "task_path": task_path,
+                "idx": WRITES_IDX_MAP.get(channel, idx),
+                "channel": channel,
+                "type": type_,
+                "blob": blob,
+            }
+        )
+    special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+    yield Stmt(d.upsert_writes if special else d.insert_writes, rows, Mode.MANY)
+    change = writes_status(writes) if not ns else None
+    if change is None:
+        return
+    log = yield from _log(ctx, thread_id, str(checkpoint_id))
+    if log.head.ours and log.head.stored:  # else the checkpoint's put, still to come, sets it
+        log.set_status(*change)
+        yield from _write_log(d, log)
+
+
+def read_head(ctx: Context, thread_id: str, checkpoint_id: str | None = None) -> Op[Head]:
+    """Lock the thread's run (PostgreSQL) and read its head."""
+    params = {"run_id": thread_id, "checkpoint_id": checkpoint_id}
+    if ctx.dialect.lock_run is not None:
+        yield Stmt(ctx.dialect.lock_run, params, Mode.ONE)
+    return Head.from_row((yield Stmt(ctx.dialect.run_head, params, Mode.ONE)))
+
+
+def _log(ctx: Context, thread_id: str, checkpoint_id: str | None = None) -> Op[Log]:
+    return Log(thread_id, (yield from read_head(ctx, thread_id, checkpoint_id)))
+
+
+def _write_log(d: Dialect, log: Log) -> Op[bool]:
+    """Append the log's events (creating the run first if it is new); ``False`` when another
+    writer created the run meanwhile (nothing was written: read the head again)."""
+    if log.run is not None and (yield Stmt(d.insert_run, log.run, Mode.EXEC)) != 1:
+        return False
+    if log.events:
+        yield Stmt(d.insert_event, log.rows(), Mode.MANY)
+    if log.changed:
+        yield Stmt(
+            d.update_run,
+            {
+                "status": str(log.status),
+                "error": log.error,
+                "now": log.now,
+                "run_id": log.run_id,
+            },
+            Mode.EXEC,
+        )
+    return True
+
+
+# -- reads --------------------------------------------------------------------------------------
+
+
+def get_tuple(ctx: Context, config: RunnableConfig) -> Op[CheckpointTuple | None]:
+    d = ctx.dialect
+    thread_id, ns, checkpoint_id = thread_of(config)
+    params: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ns}
+    if checkpoint_id:
+        params["checkpoint_id"] = str(checkpoint_id)
+        row = yield Stmt(d.get_checkpoint, params, Mode.ONE)
+    else:
+        row = yield Stmt(d.latest_checkpoint, params, Mode.ONE)
+    if row is None:
+        return None
+    return (yield from load_tuple(ctx, row, remember=True))
+
+
+def load_tuple(ctx: Context, row: Sequence[Any], *, remember: bool) -> Op[CheckpointTuple]:
+    """The tuple of a checkpoint row ``(thread_id, checkpoint_ns, checkpoint_id, parent_id,
+    type, checkpoint, metadata)``; ``remember``: note its lists as bases of the next deltas."""
+    d, serde = ctx.dialect, ctx.serde
+    thread_id, ns, checkpoint_id, parent_id, type_, data, metadata = row
+    checkpoint = serde.loads_typed((type_, bytes(data)))
+    values: dict[str, Any] = checkpoint.get("channel_values") or {}  # those stored inline
+    versions = checkpoint.get("channel_versions") or {}
+    wanted = [(c, version_key(v)) for c, v in versions.items() if c not in values]
+    if wanted:
+        rows = yield Stmt(d.chain, d.chain_params(thread_id, ns, wanted), Mode.ALL)
+        rebuilt, known = rebuild(thread_id, ns, rows, serde)
+        values.update(rebuilt)
+        if remember:
+            for channel, k in known.items():
+                ctx.memo.put((thread_id, ns, channel), k)
+    checkpoint["channel_values"] = values
+    keys = {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}
+    writes = yield Stmt(d.get_writes, keys, Mode.ALL)
+    writes = sorted(writes, key=lambda w: (w[4], w[0], w[5]))  # LangGraph's writes_sort_key
+    return CheckpointTuple(
+        _config(thread_id, ns, checkpoint_id),
+        checkpoint,
+        json.loads(metadata) if metadata else {},
+        _config(thread_id, ns, parent_id) if parent_id else None,
+        [
+            (w[0], w[1], serde.loads_typed((w[2], bytes(w[3]) if w[3] is not None else b"")))
+            for w in writes
+        ],
+    )
+
+
+def list_rows(
+    ctx: Context,
+    config: RunnableConfig | None,
+    filter: Mapping[str, Any] | None,
+    before: RunnableConfig | None,
+    limit: int | None,
+) -> Op[list[Any]]:
+    """The checkpoint rows a listing returns, newest first."""
+    thread_id = ns = checkpoint_id = None
+    if config is not None:
+        configurable = config.get("configurable") or {}
+        if configurable.get("thread_id") is not None:
+            thread_id = str(configurable["thread_id"])
+        ns = configurable.get("checkpoint_ns")
+        checkpoint_id = configurable.get("checkpoint_id")
+    before_id = (before.get("configurable") or {}).get("checkpoint_id") if before else None
+    filters = dict(filter or {})
+    for key in filters:
+        check_filter_key(key)
+    in_sql = {k: v for k, v in filters.items() if ctx.dialect.filters_in_sql(v)}
+    later = {k: v for k, v in filters.items() if k not in in_sql}
+    if limit is not None and limit <= 0:
+        return []
+    sql, params = ctx.dialect.list_checkpoints(
+        thread_id, ns, checkpoint_id, before_id, in_sql, None if later else limit
+    )
+    rows = yield Stmt(sql, params, Mode.ALL)
+    if later:
+        rows = [r for r in rows if _matches(json.loads(r[6]) if r[6] else {}, later)]
+        rows = rows[:limit] if limit is not None else rows
+    return list(rows)
+
+
+def _matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    return all(key in metadata and metadata[key] == value for key, value in wanted.items())

@@ -1,0 +1,262 @@
+"""How a LangGraph thread shows in Cadenza's store: as a run whose log records its checkpoints.
+
+The run's id is the thread id. It is created by the thread's first checkpoint, its workflow
+named by the checkpoint metadata (``workflow``, else ``graph_id``, else ``langgraph``) and its
+version :data:`RUN_VERSION`, which marks it as recorded by a checkpointer: Cadenza's engine
+never executes it (its ``wake_at`` stays unset, so no worker finds it due).
+
+Every checkpoint appends a ``step_completed`` event (path ``step N``, or ``<namespace>/step N``
+in a subgraph) whose data names the checkpoint, its parent and the nodes due next; the events
+carry the audit hash chain like any other. The run's status follows the root namespace's last
+checkpoint: ``RUNNING`` while nodes are due, ``COMPLETED`` when none are; an ``interrupt()``
+(an ``__interrupt__`` write) makes it ``WAITING_APPROVAL`` and a task's error ``FAILED``, until
+the next checkpoint. Each change of status is a ``status`` event, as are deletions of
+checkpoints (the run's log is kept: it is the audit trail).
+
+Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, TASKS
+
+from cadenza.errors import StoreError
+from cadenza.ids import RunId
+from cadenza.runtime.events import Event, EventType
+from cadenza.runtime.status import WorkflowStatus
+from cadenza.store._rows import event_rows, run_row
+from cadenza.store.base import RunRecord
+
+__all__ = [
+    "RUN_VERSION",
+    "Head",
+    "Log",
+    "latest_status",
+    "next_nodes",
+    "thread_status",
+    "workflow_name",
+    "writes_status",
+]
+
+#: ``RunRecord.version`` of the runs these checkpointers record.
+RUN_VERSION = "langgraph"
+
+_DEFAULT_WORKFLOW = "langgraph"
+_WORKFLOW_KEYS = ("workflow", "graph_id")
+_START = "__start__"
+_BRANCH = "branch:to:"
+
+
+def next_nodes(checkpoint: Mapping[str, Any]) -> list[str]:
+    """The nodes a checkpoint has due, as LangGraph decides: those whose trigger channel
+    (``branch:to:<node>``, or ``__start__``) holds a value of a version the node has not seen,
+    and the targets of pending sends."""
+    values = checkpoint.get("channel_values") or {}
+    versions = checkpoint.get("channel_versions") or {}
+    seen_by_node = checkpoint.get("versions_seen") or {}
+    due: set[str] = set()
+    for channel in values:
+        if channel == _START:
+            node = _START
+        elif channel.startswith(_BRANCH):
+            node = channel[len(_BRANCH) :]
+        else:
+            continue
+        version = versions.get(channel)
+        seen = (seen_by_node.get(node) or {}).get(channel)
+        if version is not None and (seen is None or _newer(version, seen)):
+            due.add(node)
+    for send in values.get(TASKS) or ():
+        due.add(str(getattr(send, "node", TASKS)))
+    return sorted(due)
+
+
+def _newer(version: Any, seen: Any) -> bool:
+    try:
+        return bool(version > seen)
+    except TypeError:  # versions of two kinds: compare their counters
+        return _counter(version) > _counter(seen)
+
+
+def _counter(version: Any) -> float:
+    return float(str(version).split(".", 1)[0] or 0)
+
+
+def thread_status(due: Sequence[str]) -> WorkflowStatus:
+    """``RUNNING`` while nodes are due, ``COMPLETED`` when nothing is left to run."""
+    return WorkflowStatus.RUNNING if due else WorkflowStatus.COMPLETED
+
+
+def workflow_name(metadata: Mapping[str, Any]) -> str:
+    for key in _WORKFLOW_KEYS:
+        name = metadata.get(key)
+        if isinstance(name, str) and name:
+            return name
+    return _DEFAULT_WORKFLOW
+
+
+_WAITING = "interrupted: waiting for input"
+
+
+def writes_status(writes: Sequence[tuple[str, Any]]) -> tuple[WorkflowStatus, str] | None:
+    """The status special writes put a thread in (an interrupt, a task's error), with why."""
+    for channel, value in writes:
+        if channel == INTERRUPT:
+            return WorkflowStatus.WAITING_APPROVAL, _WAITING
+        if channel == ERROR:
+            return WorkflowStatus.FAILED, f"{type(value).__name__}: {value}"
+    return None
+
+
+def latest_status(due: Sequence[str], special: Sequence[str]) -> tuple[WorkflowStatus, str | None]:
+    """A thread's status from its latest root checkpoint: what it has ``due`` and the channels
+    of the special writes stored for it (an interrupt: waiting, until a later checkpoint)."""
+    if INTERRUPT in special:
+        return WorkflowStatus.WAITING_APPROVAL, _WAITING
+    if ERROR in special:
+        return WorkflowStatus.FAILED, "a task failed"
+    return thread_status(due), None
+
+
+@dataclass(slots=True, frozen=True)
+class Head:
+    """What appending to a thread's run needs: its status and the last event's seq, hash and
+    time (``seq`` 0 when the run does not exist yet), and about one root checkpoint (see
+    :attr:`~._sql.Dialect.run_head`)."""
+
+    exists: bool
+    status: WorkflowStatus | None = None
+    version: str | None = None
+    seq: int = 0
+    hash: str = ""
+    ts: float | None = None
+    special: tuple[str, ...] = ()  # the channels of the checkpoint's special writes
+    stored: bool = False  # whether the checkpoint asked about is stored
+
+    @property
+    def ours(self) -> bool:
+        """Whether the run is a thread recorded by these checkpointers."""
+        return self.exists and self.version == RUN_VERSION
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any] | None) -> Head:
+        if row is None:
+            return cls(False)
+        status, version, seq, hash_, ts, special, stored = row
+        channels = tuple(special.split(",")) if special else ()
+        return cls(
+            True, WorkflowStatus(status), version, seq or 0, hash_ or "", ts, channels, bool(stored)
+        )
+
+
+class Log:
+    """The events (and the run row, for a new run) to append to one thread's run."""
+
+    def __init__(self, thread_id: str, head: Head, *, now: float | None = None) -> None:
+        if head.exists and head.version != RUN_VERSION:
+            raise StoreError(
+                f"thread {thread_id!r}: Cadenza already has a run with this id that is not a "
+                f"LangGraph thread (its version is {head.version!r}); use another thread_id"
+            )
+        self.run_id = RunId(thread_id)
+        self.head = head
+        self.now = time.time() if now is None else now
+        self.events: list[Event] = []
+        self.status = self._stored = head.status
+        self.error: str | None = None
+        self.run: tuple[Any, ...] | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the run's row needs its status updated."""
+        return self.status != self._stored
+
+    def create(self, metadata: Mapping[str, Any], status: WorkflowStatus) -> None:
+        """Start the run (when it does not exist yet) in ``status``."""
+        if self.head.exists or self.run is not None:
+            return
+        workflow = workflow_name(metadata)
+        record = RunRecord(
+            run_id=self.run_id,
+            workflow=workflow,
+            version=RUN_VERSION,
+            status=status,
+            created_at=self.now,
+            updated_at=self.now,
+        )
+        self.run = run_row(record, "{}")
+        self.status = self._stored = status
+        self._event(
+            EventType.RUN_CREATED, "", {"workflow": workflow, "version": RUN_VERSION, "input": {}}
+        )
+
+    def checkpoint(
+        self,
+        checkpoint_id: str,
+        checkpoint_ns: str,
+        parent_id: str | None,
+        metadata: Mapping[str, Any],
+        due: Sequence[str],
+        *,
+        special: Sequence[str] = (),
+        copied_from: str | None = None,
+    ) -> None:
+        """Record one checkpoint (``due``: its :func:`next_nodes`; ``special``: the channels
+        of special writes already stored for it); in the root namespace it also sets the
+        run's status."""
+        status, reason = latest_status(due, special) if not checkpoint_ns else (None, None)
+        self.create(metadata, status or WorkflowStatus.RUNNING)
+        step = metadata.get("step")
+        source = metadata.get("source")
+        data: dict[str, Any] = {
+            "checkpoint_id": checkpoint_id,
+            "parent_checkpoint_id": parent_id,
+            "source": source,
+            "step": step,
+            "next": list(due),
+        }
+        if checkpoint_ns:
+            data["checkpoint_ns"] = checkpoint_ns
+        else:
+            data["update"] = {"checkpoint_id": checkpoint_id, "step": step, "next": list(due)}
+        if copied_from is not None:
+            data["copied_from"] = copied_from
+        elif source == "loop" and self.last_ts is not None:
+            data["started_at"] = self.last_ts
+        path = f"step {step}" if not checkpoint_ns else f"{checkpoint_ns}/step {step}"
+        self._event(EventType.STEP_COMPLETED, path, data)
+        if status is not None:
+            self.set_status(status, reason)
+
+    def set_status(
+        self, status: WorkflowStatus, reason: str | None, *, always: bool = False
+    ) -> None:
+        """Move the run to ``status`` with a ``status`` event (``always``: even when it is
+        already there, to record why, e.g. a deletion)."""
+        current = self.status
+        if current is None or (current == status and not always):
+            return
+        data: dict[str, Any] = {"from": str(current), "to": str(status)}
+        if reason:
+            data["reason"] = reason
+        self._event(EventType.STATUS, "", data)
+        self.status = status
+        self.error = reason if status == WorkflowStatus.FAILED else None
+
+    @property
+    def last_ts(self) -> float | None:
+        return self.events[-1].ts if self.events else self.head.ts
+
+    def _event(self, type_: EventType, path: str, data: dict[str, Any]) -> None:
+        seq = self.head.seq + len(self.events) + 1
+        self.events.append(Event(self.run_id, seq, type_, path, "", 0, data, self.now))
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The event rows, hash-chained to the run's last event."""
+        rows, _ = event_rows(self.run_id, self.head.seq, self.head.hash, self.events)
+        return rows
