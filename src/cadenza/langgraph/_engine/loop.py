@@ -1,0 +1,413 @@
+"""One run of a graph: load the thread's checkpoint, apply the input (or a ``Command``),
+then step by step prepare the tasks, apply their writes once a driver (``drive.py``) has
+run them, and store a checkpoint. This module owns the state between steps; recording
+(``loop_record.py``) and what nodes can reach (``loop_services.py``) are its two halves."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cadenza.langgraph._engine.algo import (
+    WritesOf,
+    apply_writes,
+    increment,
+    prepare_tasks,
+    should_interrupt,
+)
+from cadenza.langgraph._engine.checkpoint import (
+    channels_from_checkpoint,
+    empty_checkpoint,
+)
+from cadenza.langgraph._engine.emit import read_channels
+from cadenza.langgraph._engine.ids import is_interrupt_id
+from cadenza.langgraph._engine.loop_record import Recorder, accepts_task_path
+from cadenza.langgraph._engine.loop_services import TaskServices
+from cadenza.langgraph._engine.pending import pending_interrupts
+from cadenza.langgraph._keys import (
+    CHECKPOINT_ID,
+    CHECKPOINT_NS,
+    CONF,
+    CONTROL_WRITES,
+    INPUT,
+    INTERRUPT,
+    NS_SEP,
+    NULL_TASK_ID,
+    RESUME,
+    START,
+    TASKS,
+)
+from cadenza.langgraph.errors import (
+    EmptyInputError,
+    GraphInterrupt,
+    InvalidUpdateError,
+)
+from cadenza.langgraph.types import Command, Interrupt, Send
+
+if TYPE_CHECKING:
+    from cadenza.langgraph._engine.task import NullResume, Task
+    from cadenza.langgraph.graph.compiled import CompiledStateGraph
+
+__all__ = ("Loop",)
+
+Chunk = tuple[tuple[str, ...], str, Any]
+
+
+def map_command(cmd: Command) -> Iterator[tuple[str, str, Any]]:
+    """The writes a ``Command`` given as input makes, as (task id, channel, value)."""
+    if cmd.graph == Command.PARENT:
+        raise InvalidUpdateError("There is no parent graph")
+    if cmd.goto:
+        for target in cmd.goto if isinstance(cmd.goto, (tuple, list)) else [cmd.goto]:
+            if isinstance(target, Send):
+                yield (NULL_TASK_ID, TASKS, target)
+            elif isinstance(target, str):
+                yield (NULL_TASK_ID, f"branch:to:{target}", START)
+            else:
+                raise TypeError(f"In Command.goto, expected Send/str, got {type(target).__name__}")
+    if cmd.resume is not None:
+        yield (NULL_TASK_ID, RESUME, cmd.resume)
+    if cmd.update:
+        for k, v in cmd._update_as_tuples():
+            yield (NULL_TASK_ID, k, v)
+
+
+class Loop(Recorder, TaskServices):
+    """The state of one run between steps. Not reentrant; one per ``invoke``/``stream``."""
+
+    def __init__(
+        self,
+        graph: CompiledStateGraph,
+        input: Any,
+        config: dict[str, Any],
+        *,
+        saver: Any,
+        modes: frozenset[str],
+        out: list[Chunk] | None,
+        output_keys: Sequence[str] | str,
+        interrupt_before: Sequence[str] | str,
+        interrupt_after: Sequence[str] | str,
+        durability: str = "async",
+        parent: Task | None = None,
+        stream_subgraphs: bool = False,
+        context: Any = None,
+        is_async: bool = False,
+    ) -> None:
+        self.graph = graph
+        self.input = input
+        self.config = config
+        self.saver = saver
+        self.modes = modes
+        self.out = out
+        self.output_keys = output_keys
+        self.interrupt_before = interrupt_before
+        self.interrupt_after = interrupt_after
+        self.durability = durability
+        self.parent = parent
+        self.stream_subgraphs = stream_subgraphs
+        self.context = context
+        self.store = graph.store
+        self.nested = parent is not None
+        self.ns: str = config[CONF].get(CHECKPOINT_NS, "") if self.nested else ""
+        self.ns_tuple = tuple(self.ns.split(NS_SEP)) if self.ns else ()
+        self.get_next_version: Callable[[Any, None], Any] = (
+            saver.get_next_version if saver is not None else increment
+        )
+        self.put_writes_path = saver is not None and accepts_task_path(saver)
+        self.want_updates = out is not None and "updates" in modes
+        self.want_values = out is not None and "values" in modes
+        self.output_seen = False
+        self.interrupts: list[Interrupt] = []
+        self.output: Any = None
+        self.status = "input"
+        self.tasks: dict[str, Task] = {}
+        self.resume_map: Mapping[str, Any] | None = None
+        self.resuming: bool | None = None
+        self.null_resume_parent: NullResume | None = parent.null_resume if parent else None
+        self.step = 0
+        self.stop = 0
+        self.io: list[tuple[str, tuple[Any, ...]]] | None = [] if is_async else None
+        self.addressed = not self.nested and bool(config[CONF].get(CHECKPOINT_ID))
+        self.replaying = False
+        self.messages: Any = None
+        self.checkpoint_config: dict[str, Any] = {}
+        self._writes_cfg: tuple[str, dict[str, Any]] | None = None
+
+    # ------------------------------------------------------------------ start
+
+    def load_config(self) -> dict[str, Any]:
+        """The config the thread's latest checkpoint is read with."""
+        conf = self.config[CONF]
+        base = {**self.config, CONF: {CHECKPOINT_NS: self.ns, **conf}}
+        if self.nested:
+            base[CONF][CHECKPOINT_NS] = self.ns
+            base[CONF][CHECKPOINT_ID] = None
+        self.checkpoint_config = base
+        return base
+
+    def start(self, saved: Any) -> None:
+        """Take the loaded checkpoint (``None`` for a new thread) and apply the input."""
+        base = self.checkpoint_config
+        if saved is None:
+            checkpoint = empty_checkpoint()
+            self.checkpoint_metadata: dict[str, Any] = {"step": -2}
+            self.prev_checkpoint_config = None
+            self.pending_writes: list[tuple[str, str, Any]] = []
+        else:
+            checkpoint = saved.checkpoint
+            self.checkpoint_config = {
+                **base,
+                **saved.config,
+                CONF: {CHECKPOINT_NS: "", **base[CONF], **saved.config.get(CONF, {})},
+            }
+            self.checkpoint_metadata = dict(saved.metadata)
+            self.prev_checkpoint_config = saved.parent_config
+            self.pending_writes = [(str(t), c, v) for t, c, v in saved.pending_writes or ()]
+        self.checkpoint = checkpoint
+        self.checkpoint_id_saved = checkpoint["id"]
+        self.channels = channels_from_checkpoint(self.graph.channels, checkpoint)
+        self.step = self.checkpoint_metadata["step"] + 1
+        self.stop = self.step + self.config["recursion_limit"] + 1
+        self.prev_versions = dict(checkpoint["channel_versions"])
+        updated = checkpoint.get("updated_channels")
+        self.updated_channels = set(updated) if updated else None
+        self.updated_channels = self._first(self.updated_channels)
+
+    def _save(self, method: str, *args: Any) -> None:
+        """Call the saver now, or (async driver) queue the call for its async form.
+
+        Every durability mode but ``"exit"`` stores a step's checkpoint before the next step
+        starts: LangGraph's default (``"async"``) writes it while the next step runs, which
+        gains nothing when nodes and the saver share one interpreter lock, and may lose it."""
+        if self.io is not None:
+            self.io.append((method, args))
+        else:
+            getattr(self.saver, method)(*args)
+
+    def take_io(self) -> list[tuple[str, tuple[Any, ...]]]:
+        io = self.io or []
+        self.io = []
+        return io
+
+    def _first(self, updated_channels: set[str] | None) -> set[str] | None:
+        graph = self.graph
+        is_cmd = isinstance(self.input, Command)
+        if self.nested and self.parent is not None:
+            flag = self.parent.resuming
+            if flag is None:
+                flag = self.parent.loop.resuming
+        else:
+            flag = None
+        default = self.input is None or is_cmd
+        is_resuming = bool(self.checkpoint["channel_versions"]) and (
+            default if flag is None else flag
+        )
+        # a run started at a named checkpoint replays from there (time travel): its tasks
+        # run again, and unless that checkpoint is an update it starts a new branch
+        traveling = self.addressed and not (is_cmd and self.input.resume is not None)
+        self.replaying = traveling
+        if traveling:
+            self.pending_writes = [w for w in self.pending_writes if w[1] != RESUME]
+        forks = (
+            is_resuming
+            and traveling
+            and self.checkpoint_metadata.get("source") not in ("update", "fork")
+        )
+        carried: list[tuple[str, str, Any]] = []
+        if is_cmd:
+            self._apply_command(self.input, carried if forks else None)
+        null_writes = [w[1:] for w in (*self.pending_writes, *carried) if w[0] == NULL_TASK_ID]
+        if null_writes:
+            upd = apply_writes(
+                self.checkpoint,
+                self.channels,
+                [WritesOf(INPUT, null_writes)],
+                self.get_next_version,
+                graph.trigger_to_nodes,
+                graph.volatile,
+                graph.finishing,
+            )
+            if updated_channels is not None:
+                updated_channels.update(upd)
+        if is_resuming:
+            versions = self.checkpoint["channel_versions"]
+            seen = dict(self.checkpoint["versions_seen"].get(INTERRUPT) or ())
+            for k in self.channels:
+                if k in versions:
+                    seen[k] = versions[k]
+            self.checkpoint["versions_seen"][INTERRUPT] = seen
+            if forks:
+                self.pending_writes = [w for w in self.pending_writes if w[1] != INTERRUPT]
+                self.put_checkpoint({"source": "fork"})
+            self.values_changed()
+        elif self.input is not None:
+            discard = prepare_tasks(
+                self.checkpoint,
+                self.pending_writes,
+                graph.nodes,
+                self.channels,
+                step=self.step,
+                stop=self.stop,
+                parent_ns=self.ns,
+                loop=self,
+                trigger_to_nodes=graph.trigger_to_nodes,
+                updated_channels=updated_channels,
+                read_inputs=False,
+            )
+            updated_channels = apply_writes(
+                self.checkpoint,
+                self.channels,
+                [*discard.values(), WritesOf(INPUT, [(START, self.input)])],
+                self.get_next_version,
+                graph.trigger_to_nodes,
+                graph.volatile,
+                graph.finishing,
+            )
+            self.updated_channels = updated_channels
+            self.put_checkpoint({"source": "input"})
+        elif flag is None:
+            raise EmptyInputError(f"Received no input for {START}")
+        self.status = "pending"
+        self.resuming = is_resuming
+        return updated_channels
+
+    def _apply_command(
+        self, cmd: Command, carried: list[tuple[str, str, Any]] | None = None
+    ) -> None:
+        """Record a ``Command`` input's writes; ``carried`` takes them instead when the run
+        starts a new branch, which stores them in its first checkpoint."""
+        resume_is_map = False
+        if cmd.resume is not None:
+            if self.saver is None:
+                raise RuntimeError("Cannot use Command(resume=...) without checkpointer")
+            if isinstance(cmd.resume, dict) and all(is_interrupt_id(k) for k in cmd.resume):
+                resume_is_map = True
+                self.resume_map = cmd.resume
+            elif len(pending_interrupts(self.pending_writes)) > 1:
+                raise RuntimeError(
+                    "When there are multiple pending interrupts, you must specify the "
+                    "interrupt id when resuming. Docs: https://docs.langchain.com/oss/python/"
+                    "langgraph/interrupts#handling-multiple-interrupts."
+                )
+        writes: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+        for tid, chan, value in map_command(cmd):
+            if not (chan == RESUME and resume_is_map):
+                writes[tid].append((chan, value))
+        if not writes and not resume_is_map:
+            raise EmptyInputError("Received empty Command input")
+        for tid, ws in writes.items():
+            if carried is not None:
+                carried.extend((tid, c, v) for c, v in ws)
+            else:
+                self.put_writes(tid, ws)
+
+    # ------------------------------------------------------------------ steps
+
+    def tick(self) -> bool:
+        """Prepare the next step; ``False`` when the run is over."""
+        if self.step > self.stop:
+            self.status = "out_of_steps"
+            return False
+        graph = self.graph
+        self.tasks = prepare_tasks(
+            self.checkpoint,
+            self.pending_writes,
+            graph.nodes,
+            self.channels,
+            step=self.step,
+            stop=self.stop,
+            parent_ns=self.ns,
+            loop=self,
+            trigger_to_nodes=graph.trigger_to_nodes,
+            updated_channels=self.updated_channels,
+            resume_map=self.resume_map,
+            parent_null_resume=self.null_resume_parent,
+        )
+        if not self.tasks:
+            self.status = "done"
+            return False
+        if self.pending_writes and not self.replaying:
+            self._reapply_finished()
+        if self.interrupt_before and should_interrupt(
+            self.checkpoint, self.interrupt_before, self.tasks.values()
+        ):
+            self.status = "interrupt_before"
+            raise GraphInterrupt()
+        for task in self.tasks.values():
+            if task.writes:
+                self.output_writes(task, task.writes, cached=True)
+        return True
+
+    def _reapply_finished(self) -> None:
+        """Tasks that finished before an interrupt keep their writes instead of rerunning."""
+        tasks = self.tasks
+        outputs: dict[str, list[tuple[str, Any]]] = {}
+        for tid, chan, value in self.pending_writes:
+            if tid in tasks:
+                bucket = outputs.setdefault(tid, [])
+                if chan not in CONTROL_WRITES:
+                    bucket.append((chan, value))
+        for tid, writes in outputs.items():
+            if writes:
+                tasks[tid].writes.extend(writes)
+
+    def pending(self) -> list[Task]:
+        return [t for t in self.tasks.values() if not t.writes]
+
+    def after_tick(self) -> None:
+        """Apply the step's writes, store a checkpoint, stop after nodes if asked."""
+        graph = self.graph
+        tasks = list(self.tasks.values())
+        self.updated_channels = updated = apply_writes(
+            self.checkpoint,
+            self.channels,
+            tasks,
+            self.get_next_version,
+            graph.trigger_to_nodes,
+            graph.volatile,
+            graph.finishing,
+        )
+        keys = self.output_keys
+        if (keys in updated) if isinstance(keys, str) else not updated.isdisjoint(keys):
+            self.values_changed()
+        self.pending_writes.clear()
+        self.put_checkpoint({"source": "loop"})
+        if self.interrupt_after and should_interrupt(self.checkpoint, self.interrupt_after, tasks):
+            self.status = "interrupt_after"
+            raise GraphInterrupt()
+        self.resuming = None
+        self.resume_map = None
+        self.replaying = False
+
+    def exit(self, exc: BaseException | None) -> bool:
+        """Finish the run; ``True`` when ``exc`` (an interrupt) is handled here."""
+        if (
+            self.durability == "exit"
+            and self.saver is not None
+            and (not self.nested or exc is not None)
+        ):
+            self.put_checkpoint(self.checkpoint_metadata)
+            self._put_pending_writes()
+        if isinstance(exc, GraphInterrupt) and not self.nested:
+            if self.tasks and self.pending_writes and any(t.writes for t in self.tasks.values()):
+                graph = self.graph
+                updated = apply_writes(
+                    self.checkpoint,
+                    self.channels,
+                    list(self.tasks.values()),
+                    self.get_next_version,
+                    graph.trigger_to_nodes,
+                    graph.volatile,
+                    graph.finishing,
+                )
+                keys = self.output_keys
+                if (keys in updated) if isinstance(keys, str) else not updated.isdisjoint(keys):
+                    self.values_changed()
+            if (not exc.args or not exc.args[0]) and self.want_updates:
+                self._put("updates", {INTERRUPT: exc.args[0] if exc.args else ()})
+            self.output = read_channels(self.channels, self.output_keys)
+            return True
+        if exc is None:
+            self.output = read_channels(self.channels, self.output_keys)
+        return False

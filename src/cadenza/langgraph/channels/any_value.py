@@ -1,0 +1,99 @@
+"""``AnyValue`` and ``UntrackedValue``: a key that takes many writes per step and keeps the
+last; the untracked one is never stored in a checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Self
+
+from cadenza.langgraph._keys import MISSING
+from cadenza.langgraph.channels.base import BaseChannel
+from cadenza.langgraph.errors import EmptyChannelError, InvalidUpdateError
+
+__all__ = ("AnyValue", "UntrackedValue")
+
+
+class AnyValue(BaseChannel[Any, Any, Any]):
+    __slots__ = ("value",)
+
+    def __init__(self, typ: Any, key: str = "") -> None:
+        super().__init__(typ, key)
+        self.value: Any = MISSING
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AnyValue)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def from_checkpoint(self, checkpoint: Any) -> Self:
+        new = self.__class__(self.typ, self.key)
+        if checkpoint is not MISSING:
+            new.value = checkpoint
+        return new
+
+    def update(self, values: Sequence[Any]) -> bool:
+        if not values:
+            if self.value is MISSING:
+                return False
+            self.value = MISSING
+            return True
+        self.value = values[-1]
+        return True
+
+    def get(self) -> Any:
+        if self.value is MISSING:
+            raise EmptyChannelError()
+        return self.value
+
+    def is_available(self) -> bool:
+        return self.value is not MISSING
+
+    def checkpoint(self) -> Any:
+        return self.value
+
+
+class UntrackedValue(BaseChannel[Any, Any, Any]):
+    __slots__ = ("guard", "value")
+
+    def __init__(self, typ: Any, guard: bool = True) -> None:
+        super().__init__(typ)
+        self.guard = guard
+        self.value: Any = MISSING
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UntrackedValue) and other.guard == self.guard
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def copy(self) -> Self:
+        new = self.__class__(self.typ, self.guard)
+        new.key = self.key
+        new.value = self.value
+        return new
+
+    def checkpoint(self) -> Any:
+        return MISSING
+
+    def from_checkpoint(self, checkpoint: Any) -> Self:
+        new = self.__class__(self.typ, self.guard)
+        new.key = self.key
+        return new
+
+    def update(self, values: Sequence[Any]) -> bool:
+        if not values:
+            return False
+        if len(values) != 1 and self.guard:
+            raise InvalidUpdateError(
+                f"At key '{self.key}': UntrackedValue(guard=True) can receive only one value "
+                "per step. Use guard=False if you want to store any one of multiple values."
+            )
+        self.value = values[-1]
+        return True
+
+    def get(self) -> Any:
+        if self.value is MISSING:
+            raise EmptyChannelError()
+        return self.value
+
+    def is_available(self) -> bool:
+        return self.value is not MISSING

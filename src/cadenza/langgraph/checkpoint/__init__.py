@@ -1,0 +1,1 @@
+"""Checkpointers for the facade (any LangGraph ``BaseCheckpointSaver`` works too)."""
