@@ -20,6 +20,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from cadenza.langgraph.checkpoint import _maintenance, _ops
 from cadenza.langgraph.checkpoint._delta import DEFAULT_FULL_EVERY, ListMemo
+from cadenza.langgraph.checkpoint._heads import HeadCache
 from cadenza.langgraph.checkpoint._ops import Context, Op
 from cadenza.langgraph.checkpoint._sql import Dialect
 
@@ -45,11 +46,12 @@ class CadenzaSaverBase(BaseCheckpointSaver[str]):
             raise ValueError(f"full_every must be at least 1, got {full_every}")
         self.full_every = full_every
         self._memo = ListMemo()
+        self._heads: HeadCache | None = None  # a saver that can check them sets it
 
     @property
     def _ctx(self) -> Context:
         # built per call: ``with_allowlist`` clones the saver with another serde
-        return Context(self._dialect, self.serde, self._memo, self.full_every)
+        return Context(self._dialect, self.serde, self._memo, self.full_every, self._heads)
 
     def _run(self, op: Op[T], *, write: bool) -> T:
         raise NotImplementedError

@@ -157,14 +157,15 @@ def plan_blobs(
     """The rows for the channels that have a new version, remembering the lists in ``memo``;
     none for values stored inline (:func:`is_inline`).
 
-    A channel in ``new_versions`` but not in ``values`` was emptied: it gets an ``EMPTY`` row,
-    so that reading that version gives no value."""
+    A channel in ``new_versions`` but not in ``values`` was emptied: it gets no row, as reading
+    a version that has none gives no value (files written before kept an ``EMPTY`` row; they
+    read the same). Most steps empty a channel (the trigger they consumed): a row there would
+    cost a write per checkpoint."""
     blobs: list[Blob] = []
     for channel, version in new_versions.items():
-        key = version_key(version)
         if channel not in values:
-            blobs.append(Blob(channel, key, EMPTY, None, None, new_tag()))
             continue
+        key = version_key(version)
         value = values[channel]
         if is_inline(value):
             continue

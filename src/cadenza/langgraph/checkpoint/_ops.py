@@ -8,7 +8,8 @@ no I/O. The savers run it with :func:`drive` (a DB-API cursor: ``sqlite3`` or ps
 Every operation that changes a thread first reads its run's head (:func:`read_head`), which on
 PostgreSQL locks the run's row: changes to one thread are serialised across processes, so the
 run's log, the blobs and the garbage collection of blobs never race (SQLite serialises every
-writer with ``BEGIN IMMEDIATE``).
+writer with ``BEGIN IMMEDIATE``). A SQLite saver's ``put`` may take the head from what it
+remembers of its own last write instead (:mod:`._heads`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from cadenza.langgraph.checkpoint._delta import (
     rebuild,
     version_key,
 )
+from cadenza.langgraph.checkpoint._heads import HeadCache
 from cadenza.langgraph.checkpoint._runlog import Head, Log, next_nodes, writes_status
 from cadenza.langgraph.checkpoint._sql import Dialect, check_filter_key
 
@@ -69,6 +71,7 @@ class Context:
     serde: SerializerProtocol
     memo: ListMemo
     full_every: int
+    heads: HeadCache | None = None  # SQLite: the heads of the threads it wrote last
 
 
 def drive(cur: Any, op: Op[T]) -> T:
@@ -170,14 +173,28 @@ def put(
     type_, data = serde.dumps_typed(row)
     due = next_nodes(checkpoint)
     blobs = plan_blobs(thread_id, ns, values, new_versions, ctx.memo, serde, ctx.full_every)
-    # LangGraph saves a checkpoint's writes concurrently with it: an interrupt may be in first
-    for _ in range(3):  # again if another process created the thread's run meanwhile
-        log = yield from _log(ctx, thread_id, checkpoint["id"] if not ns else None)
-        log.checkpoint(checkpoint["id"], ns, parent_id, md, due, special=log.head.special)
-        if (yield from _write_log(d, log)):
-            break
+    root_id = checkpoint["id"] if not ns else None
+    heads = ctx.heads
+    head = heads.head(thread_id, root_id) if heads is not None else None
+    if head is not None:
+        log = Log(thread_id, head)
+        log.checkpoint(checkpoint["id"], ns, parent_id, md, due)
+        yield from _write_log(d, log)
+        assert heads is not None
+        heads.remember(log, root_id or heads.last_root(thread_id))
     else:
-        raise StoreError(f"thread {thread_id!r}: its run could not be created; try again")
+        # LangGraph saves a checkpoint's writes concurrently with it: an interrupt may be first
+        for _ in range(3):  # again if another process created the thread's run meanwhile
+            log = yield from _log(ctx, thread_id, root_id)
+            log.checkpoint(checkpoint["id"], ns, parent_id, md, due, special=log.head.special)
+            if (yield from _write_log(d, log)):
+                break
+        else:
+            raise StoreError(f"thread {thread_id!r}: its run could not be created; try again")
+        if heads is not None:
+            last_root, pending = yield Stmt(d.thread_tip, {"run_id": thread_id}, Mode.ONE)
+            if not pending:  # this checkpoint's row is still to come
+                heads.remember(log, max(last_root or "", root_id or "") or None)
     run_id = md.get("run_id")
     yield Stmt(
         d.upsert_checkpoint,
@@ -254,6 +271,8 @@ def put_writes(
         )
     special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
     yield Stmt(d.upsert_writes if special else d.insert_writes, rows, Mode.MANY)
+    if ctx.heads is not None and not ns and any(c in WRITES_IDX_MAP for c, _ in writes):
+        ctx.heads.forget(thread_id)  # the put of this checkpoint must see them
     change = writes_status(writes) if not ns else None
     if change is None:
         return
@@ -264,7 +283,10 @@ def put_writes(
 
 
 def read_head(ctx: Context, thread_id: str, checkpoint_id: str | None = None) -> Op[Head]:
-    """Lock the thread's run (PostgreSQL) and read its head."""
+    """Lock the thread's run (PostgreSQL) and read its head; forget what was remembered of
+    it (the caller is about to change the thread)."""
+    if ctx.heads is not None:
+        ctx.heads.forget(thread_id)
     params = {"run_id": thread_id, "checkpoint_id": checkpoint_id}
     if ctx.dialect.lock_run is not None:
         yield Stmt(ctx.dialect.lock_run, params, Mode.ONE)

@@ -170,6 +170,7 @@ class Log:
         self.status = self._stored = head.status
         self.error: str | None = None
         self.run: tuple[Any, ...] | None = None
+        self.hash = head.hash
 
     @property
     def changed(self) -> bool:
@@ -256,7 +257,13 @@ class Log:
         seq = self.head.seq + len(self.events) + 1
         self.events.append(Event(self.run_id, seq, type_, path, "", 0, data, self.now))
 
+    @property
+    def seq(self) -> int:
+        """The run's last seq once the events are appended."""
+        return self.head.seq + len(self.events)
+
     def rows(self) -> list[tuple[Any, ...]]:
-        """The event rows, hash-chained to the run's last event."""
-        rows, _ = event_rows(self.run_id, self.head.seq, self.head.hash, self.events)
+        """The event rows, hash-chained to the run's last event (whose hash, once appended,
+        is then :attr:`hash`)."""
+        rows, self.hash = event_rows(self.run_id, self.head.seq, self.head.hash, self.events)
         return rows

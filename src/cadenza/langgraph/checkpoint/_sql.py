@@ -142,6 +142,19 @@ class Dialect:
         )
 
     @cached_property
+    def thread_tip(self) -> str:
+        """The newest root checkpoint id of thread ``:run_id``, and whether special writes wait
+        for a root checkpoint not stored yet (what a remembered head must not miss)."""
+        return _named(
+            "SELECT (SELECT max(checkpoint_id) FROM langgraph_checkpoints WHERE thread_id = "
+            ":run_id AND checkpoint_ns = ''), EXISTS (SELECT 1 FROM langgraph_writes w WHERE "
+            "w.thread_id = :run_id AND w.checkpoint_ns = '' AND w.idx < 0 AND NOT EXISTS ("
+            "SELECT 1 FROM langgraph_checkpoints c WHERE c.thread_id = :run_id AND "
+            "c.checkpoint_ns = '' AND c.checkpoint_id = w.checkpoint_id))",
+            self.mark,
+        )
+
+    @cached_property
     def insert_run(self) -> str:
         marks = ", ".join([self.mark] * _RUN_COUNT)
         return f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({marks}) ON CONFLICT (run_id) DO NOTHING"

@@ -37,6 +37,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from cadenza.errors import StoreError
 from cadenza.langgraph.checkpoint._base import CadenzaSaverBase
 from cadenza.langgraph.checkpoint._delta import DEFAULT_FULL_EVERY
+from cadenza.langgraph.checkpoint._heads import HeadCache
 from cadenza.langgraph.checkpoint._ops import Op, drive
 from cadenza.langgraph.checkpoint._sql import SQLITE
 from cadenza.store.sqlite import migrate_sqlite
@@ -82,6 +83,7 @@ class SqliteSaverBase(CadenzaSaverBase):
         self.is_setup = False
         self.lock = threading.Lock()
         self._cur: sqlite3.Cursor | None = None
+        self._heads = self._tips = HeadCache()
 
     def _setup(self) -> None:
         """Configure the connection and apply Cadenza's migrations (once; the lock is held)."""
@@ -107,16 +109,30 @@ class SqliteSaverBase(CadenzaSaverBase):
         with self.lock:
             if not self.is_setup:
                 self._setup()
-            cur = self._cur
+            cur, conn, tips = self._cur, self.conn, self._tips
             assert cur is not None
-            cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            if not write:
+                cur.execute("BEGIN")
+                try:
+                    result = drive(cur, op)
+                except BaseException:
+                    if conn.in_transaction:
+                        cur.execute("ROLLBACK")
+                    raise
+                cur.execute("COMMIT")
+                return result
+            cur.execute("BEGIN IMMEDIATE")
             try:
+                tips.check(conn, cur)
                 result = drive(cur, op)
+                tips.seal(cur)
+                cur.execute("COMMIT")
             except BaseException:
-                if self.conn.in_transaction:
+                tips.clear()
+                if conn.in_transaction:
                     cur.execute("ROLLBACK")
                 raise
-            cur.execute("COMMIT")
+            tips.committed(conn)
             return result
 
     async def _arun(self, op: Op[T], *, write: bool) -> T:
