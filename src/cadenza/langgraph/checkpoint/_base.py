@@ -4,7 +4,6 @@ written over two primitives a saver provides, ``_run`` and ``_arun`` (run one op
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -22,6 +21,7 @@ from cadenza.langgraph.checkpoint import _maintenance, _ops
 from cadenza.langgraph.checkpoint._delta import DEFAULT_FULL_EVERY, ListMemo
 from cadenza.langgraph.checkpoint._heads import HeadCache
 from cadenza.langgraph.checkpoint._ops import Context, Op
+from cadenza.langgraph.checkpoint._runlog import next_version
 from cadenza.langgraph.checkpoint._sql import Dialect
 
 T = TypeVar("T")
@@ -166,12 +166,5 @@ class CadenzaSaverBase(BaseCheckpointSaver[str]):
     # -- versions ------------------------------------------------------------------------------
 
     def get_next_version(self, current: str | None, channel: None) -> str:
-        """A counter zero-padded to sort as text, and a random suffix: versions written on two
-        branches of a thread (after time travel) never collide."""
-        if current is None:
-            count = 0
-        elif isinstance(current, int):
-            count = current
-        else:
-            count = int(str(current).split(".", 1)[0])
-        return f"{count + 1:016d}.{random.getrandbits(48):012x}"
+        """See :func:`~._runlog.next_version`."""
+        return next_version(current)

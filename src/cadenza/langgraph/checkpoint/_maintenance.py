@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from cadenza.errors import StoreError
 from cadenza.langgraph.checkpoint._delta import needed_blobs, version_key
 from cadenza.langgraph.checkpoint._ops import Context, Mode, Op, Stmt, _write_log, read_head
 from cadenza.langgraph.checkpoint._runlog import Head, Log, latest_status
@@ -184,4 +185,5 @@ def copy_thread(ctx: Context, source: str, target: str) -> Op[None]:
     status, reason = yield from _settle(ctx, target, latest)
     if latest is not None:
         log.set_status(status, reason)
-    yield from _write_log(d, log)
+    if not (yield from _write_log(d, log)):
+        raise StoreError(f"thread {target!r}: another writer created it meanwhile; try again")

@@ -284,12 +284,18 @@ def put_writes(
 
 def read_head(ctx: Context, thread_id: str, checkpoint_id: str | None = None) -> Op[Head]:
     """Lock the thread's run (PostgreSQL) and read its head; forget what was remembered of
-    it (the caller is about to change the thread)."""
+    it (the caller is about to change the thread).
+
+    A run the lock did not find is read as not existing, even if another writer commits it
+    before the head is read: the head of a run this transaction has not locked could be
+    overtaken. Creating the run then conflicts (see :func:`_write_log`) and the caller reads
+    the head again, under the lock."""
     if ctx.heads is not None:
         ctx.heads.forget(thread_id)
     params = {"run_id": thread_id, "checkpoint_id": checkpoint_id}
-    if ctx.dialect.lock_run is not None:
-        yield Stmt(ctx.dialect.lock_run, params, Mode.ONE)
+    lock = ctx.dialect.lock_run
+    if lock is not None and (yield Stmt(lock, params, Mode.ONE)) is None:
+        return Head(False)
     return Head.from_row((yield Stmt(ctx.dialect.run_head, params, Mode.ONE)))
 
 

@@ -18,6 +18,7 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "Head",
     "Log",
     "latest_status",
+    "next_version",
     "next_nodes",
     "thread_status",
     "workflow_name",
@@ -83,8 +85,35 @@ def _newer(version: Any, seen: Any) -> bool:
         return _counter(version) > _counter(seen)
 
 
+def next_version(current: Any) -> str:
+    """The channel version after ``current``: a counter, and a random suffix so that versions
+    written on two branches of a thread (after time travel) never collide.
+
+    The counter is hex behind one hex digit that gives its length (7: ``"17"``, 300:
+    ``"312c"``), so versions sort as text in counter order while staying short: a checkpoint
+    stores every channel's version and every node's versions seen, so their length is most
+    of its row."""
+    count = int(_counter(current)) if current is not None else 0
+    digits = f"{count + 1:x}"
+    return f"{len(digits):x}{digits}.{random.getrandbits(32):08x}"
+
+
 def _counter(version: Any) -> float:
-    return float(str(version).split(".", 1)[0] or 0)
+    """A version's counter: an ``int`` itself, :func:`next_version`'s, or a decimal one
+    (other savers' zero-padded versions)."""
+    if isinstance(version, int | float):
+        return version
+    head = str(version).split(".", 1)[0]
+    if head and head[0] != "0" and _is_hex(head) and int(head[0], 16) == len(head) - 1:
+        return int(head[1:], 16)
+    try:
+        return float(head or 0)
+    except ValueError:
+        return 0
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def thread_status(due: Sequence[str]) -> WorkflowStatus:

@@ -6,7 +6,9 @@
 --
 -- langgraph_checkpoints: one row per checkpoint, without its channel values. run_id is the
 --   LangGraph run that wrote it (from the metadata, for delete_for_runs); metadata is JSON
---   (list filters use json_extract); due is the JSON list of the nodes it has due next.
+--   (list filters use json_extract); due is the JSON list of the nodes it has due next. A rowid
+--   table: a new row is appended to the last page and only the small key goes into the middle
+--   of a b-tree (the primary key's index), where a row of its own would split pages.
 -- langgraph_blobs: one row per channel version. kind 0: the value; 1: list items appended to
 --   the value at version `base` (of the same channel); 2: the channel was emptied. tag is a
 --   random token of the row's write: a delta is stored only while its base still has the tag
@@ -25,7 +27,7 @@ CREATE TABLE langgraph_checkpoints (
     metadata             TEXT NOT NULL DEFAULT '{}',
     due                  TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
-) WITHOUT ROWID;
+);
 
 CREATE INDEX langgraph_checkpoints_by_run ON langgraph_checkpoints (run_id)
     WHERE run_id IS NOT NULL;
