@@ -63,6 +63,9 @@ async def test_create_and_get_round_trips_every_field(store: Store) -> None:
         owner="worker-1",
         lease_until=T0 + 30,
         parent_run_id=RunId("parent"),
+        queue="billing",
+        epoch=4,
+        wake_at=T0 + 5,
     )
     await store.create_run(record, [event("r1", 1, EventType.RUN_CREATED)])
     assert await store.get_run(RunId("r1")) == record

@@ -60,9 +60,10 @@ T = TypeVar("T")
 DbOption = Annotated[
     str | None,
     typer.Option(
+        "--store",
         "--db",
-        envvar="CADENZA_DB",
-        help="SQLite file holding runs (default ./cadenza.db), or a postgresql:// URL.",
+        envvar=["CADENZA_STORE", "CADENZA_DB"],
+        help="Where runs are kept: a SQLite file (default ./cadenza.db) or a postgresql:// URL.",
         show_default=False,
     ),
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -46,8 +45,18 @@ def run(
     actor: Annotated[
         str | None, typer.Option("--as", help="Who starts it (for workflows with allowed_users).")
     ] = None,
+    enqueue: Annotated[
+        bool,
+        typer.Option(
+            "--enqueue",
+            "--detach",
+            help="Only record the run, for a `cadenza worker` to execute; print its id.",
+        ),
+    ] = False,
+    queue: Annotated[str, typer.Option("--queue", help="The queue it goes to.")] = "default",
 ) -> None:
-    """Run a workflow to completion and print its final status and state."""
+    """Run a workflow to completion and print its final status and state (with --enqueue:
+    hand it to the workers and print its id)."""
     from cadenza.graph.spec_load import SpecError
     from cadenza.runtime.loader import load_target
 
@@ -61,13 +70,16 @@ def run(
         raise typer.Exit(2) from None
     except CadenzaError as exc:
         fail(str(exc))
+    if enqueue:
+        _enqueue(db, workflow, values, canonical, actor, queue, as_json)
+        return
     observers: list[Any] = [LoggingObserver()]
     if not quiet:
         observers.append(_Progress(err))
 
     async def main() -> Any:
         async with _engine(db, *observers) as engine:
-            return await engine.run(workflow, values, target=canonical, actor=actor)
+            return await engine.run(workflow, values, target=canonical, actor=actor, queue=queue)
 
     result = _run(main)
     _print_result(result, as_json)
@@ -104,47 +116,111 @@ def resume(
     raise typer.Exit(1 if failed else 0)
 
 
+def _enqueue(
+    db: str | None,
+    workflow: Any,
+    values: dict[str, Any],
+    target: str,
+    actor: str | None,
+    queue: str,
+    as_json: bool,
+) -> None:
+    async def main() -> str:
+        async with _engine(db) as engine:
+            return await engine.submit(workflow, values, target=target, actor=actor, queue=queue)
+
+    run_id = _run(main)
+    if as_json:
+        out.print_json(json.dumps({"run_id": run_id, "queue": queue, "status": "INITIALIZING"}))
+    else:
+        out.print(run_id, highlight=False)
+
+
 @app.command()
 def worker(
     db: DbOption = None,
+    workflows: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            help="A workflow this worker executes (module:attribute or file; repeatable). "
+            "Default: any run whose definition can be imported from its target.",
+        ),
+    ] = None,
+    queues: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="A queue to serve (repeatable; default: all)."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Runs executed at once.", min=1)
+    ] = 16,
     interval: Annotated[
-        float, typer.Option(help="Seconds between looks for work.", min=0.05)
+        float, typer.Option(help="Seconds between looks for work without a hint.", min=0.01)
     ] = 1.0,
+    lease: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a claim lasts unrenewed (a dead worker's runs wait it).", min=0.1
+        ),
+    ] = 30.0,
     grace: Annotated[
-        float, typer.Option(help="Seconds to let runs in flight finish on SIGTERM.", min=0)
+        float, typer.Option(help="Seconds to let steps in flight finish on SIGTERM.", min=0)
     ] = 10.0,
+    listen: Annotated[
+        bool, typer.Option("--listen/--no-listen", help="Wake on the store's hints (NOTIFY).")
+    ] = True,
     once: Annotated[
-        bool, typer.Option("--once", help="Pick up what is due, finish, exit.")
+        bool, typer.Option("--once", help="Execute what is due, finish, exit.")
     ] = False,
+    handlers: HandlersOption = None,
     log_level: LogOption = "INFO",
 ) -> None:
-    """Keep runs going until SIGTERM: resume dead processes' runs and due approvals.
+    """Claim and execute runs from the store until SIGTERM: queued runs, runs whose worker
+    died, timers and approvals that are due, commands to runs held here.
 
-    Runs still in flight after --grace seconds stay resumable."""
+    On SIGTERM (or SIGINT) it starts no new steps and lets those in flight finish (--grace).
+    Then it hands its runs back, so that other workers continue them at once."""
     import signal as signals
 
+    from cadenza.runtime.loader import load_target
+    from cadenza.runtime.worker import Worker
+
     configure_logging(log_level)
+    known: dict[str, Any] = {}
+    for target in workflows or []:
+        try:
+            loaded, canonical = load_target(target, handler_modules=handlers or [])
+        except CadenzaError as exc:
+            fail(f"--workflow {target}: {exc}")
+        known[canonical] = loaded
 
     async def main() -> None:
+        from cadenza.runtime.engine import Engine
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signals.SIGTERM, signals.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        reported: set[str] = set()
-        async with _engine(db, LoggingObserver()) as engine:
-            while not stop.is_set():
-                for run_id, why in (await engine.pick_up()).items():
-                    if run_id not in reported:
-                        reported.add(run_id)
-                        err.print(f"[yellow]not resumed[/] {run_id}: {why}", highlight=False)
-                if once:
-                    await engine.drain()
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
-            left = await engine.drain(grace)
-            if left:
-                err.print(f"{left} run(s) still in flight stay resumable", highlight=False)
+        engine = Engine(db, observers=[LoggingObserver()], lease_seconds=lease)
+        runner = Worker(
+            engine,
+            targets=known,
+            queues=queues or None,
+            concurrency=concurrency,
+            poll_interval=interval,
+            listen=listen,
+        )
+        try:
+            await runner.run(stop, once=once)
+        finally:
+            interrupted = await runner.shutdown(0 if once else grace)
+        if interrupted:
+            err.print(
+                f"{interrupted} run(s) had a step in flight after --grace; they continue "
+                "elsewhere from their last recorded step",
+                highlight=False,
+            )
 
     _run(main)
 

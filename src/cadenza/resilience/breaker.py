@@ -224,10 +224,18 @@ __all__ = ["BreakerBackend", "BreakerConfig", "BreakerRecord", "BreakerRegistry"
 class Breakers:
     """An engine's breakers: one registry, configurations by name, and the transitions since
     they were last drained (the engine records them in the log of the run whose call caused
-    them; everything runs on one event loop, so that run is the one that drains next)."""
+    them; everything runs on one event loop, so that run is the one that drains next). With a
+    shared ``backend`` (workers on one PostgreSQL database) the ``clock`` must be one the
+    workers agree on: ``time.time``."""
 
-    def __init__(self, configs: Mapping[str, BreakerConfig] | None = None) -> None:
-        self.registry = BreakerRegistry()
+    def __init__(
+        self,
+        configs: Mapping[str, BreakerConfig] | None = None,
+        *,
+        backend: BreakerBackend | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = BreakerRegistry(backend=backend, clock=clock)
         self._configs = dict(configs or {})
         self._pending: list[Transition] = []
         self.registry.add_listener(self._pending.append)

@@ -1,12 +1,12 @@
-"""The engine: starts, resumes, waits for and cancels runs over a store.
+"""The engine: starts, submits, resumes, waits for and cancels runs over a store.
 
-An engine owns the runs it executes through a lease in the store, renewed while it lives;
-a run whose engine died is taken over by the next engine that resumes it."""
+An engine owns the runs it executes through a lease in the store (with a fencing epoch),
+renewed while it lives; a run whose engine died is taken over by the next engine that claims
+it, and the old engine's late writes are refused."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -18,9 +18,6 @@ import structlog
 
 from cadenza.errors import (
     CadenzaError,
-    StepFailed,
-    StoreError,
-    Suspended,
     VersionMismatch,
 )
 from cadenza.graph.builder import Workflow
@@ -32,16 +29,18 @@ from cadenza.observe.notify import drain as drain_notifications
 from cadenza.resilience.breaker import BreakerConfig, Breakers
 from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
-from cadenza.runtime.compensation import needs_rollback, roll_back
-from cadenza.runtime.engine_control import ControlMixin, _held_elsewhere
-from cadenza.runtime.engine_people import PeopleMixin, _approval_due
+from cadenza.runtime.commands import CommandsMixin
+from cadenza.runtime.engine_control import ControlMixin
+from cadenza.runtime.engine_drive import DriveMixin, RunResult
+from cadenza.runtime.engine_leases import LeasesMixin
+from cadenza.runtime.engine_people import PeopleMixin
 from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.ownership import LEASE_SECONDS, new_owner, owner_is_dead
+from cadenza.runtime.ownership import LEASE_SECONDS, new_owner
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.run import RunExecution
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.steps.webhook import aclose_clients
-from cadenza.store.base import RunRecord, Store
+from cadenza.store.base import DEFAULT_QUEUE, Hints, RunRecord, SharesResilience, Store
 from cadenza.store.memory import MemoryStore
 
 _log = structlog.get_logger("cadenza.engine")
@@ -50,34 +49,24 @@ _log = structlog.get_logger("cadenza.engine")
 ACTIVE = (WorkflowStatus.INITIALIZING, WorkflowStatus.RUNNING, WorkflowStatus.ROLLBACK)
 
 
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    run_id: RunId
-    workflow: str
-    status: WorkflowStatus
-    state: dict[str, Any]
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is WorkflowStatus.COMPLETED
-
-
 @dataclass(slots=True)
 class ResumeReport:
     results: list[RunResult] = field(default_factory=list)
     errors: dict[RunId, str] = field(default_factory=dict)
 
 
-class Engine(PeopleMixin, ControlMixin):
+class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
     """Runs workflows durably over ``store``.
 
-    ``store`` is a :class:`Store`, a SQLite file path, ``"memory"``, or ``None`` for the
-    embedded default (``$CADENZA_DB`` or ``./cadenza.db``). Use it as an async context
-    manager; closing it stops the runs still in flight, which stay resumable. ``retry`` is the
-    policy of steps that set none (and whose workflow sets no ``max_retries``). ``breakers``
-    configures the circuit breakers steps name (others get :class:`BreakerConfig` defaults);
-    they are shared by every run of the engine."""
+    ``store`` is a :class:`Store`, a SQLite file path, a ``postgresql://`` URL, ``"memory"``,
+    or ``None`` for the embedded default (``$CADENZA_DB`` or ``./cadenza.db``). Use it as an
+    async context manager; closing it stops the runs still in flight, which stay resumable.
+    ``retry`` is the policy of steps that set none (and whose workflow sets no
+    ``max_retries``). ``breakers`` configures the circuit breakers steps name (others get
+    :class:`BreakerConfig` defaults); they are shared by every run of the engine, and by every
+    engine of a store that shares them (PostgreSQL), as are bulkheads. ``lease_seconds`` is
+    how long a claim on a run lasts without renewal (renewed every third of it): how long a
+    dead worker's runs wait before another takes them over."""
 
     def __init__(
         self,
@@ -88,12 +77,23 @@ class Engine(PeopleMixin, ControlMixin):
         retry: RetryPolicy = NO_RETRY,
         breakers: Mapping[str, BreakerConfig] | None = None,
         directory: Directory | None = None,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
+        if not lease_seconds > 0:
+            raise CadenzaError(f"lease_seconds must be > 0, got {lease_seconds!r}")
         self.store: Store = _make_store(store)
         self.observers = tuple(observers)
         self.retry = retry
-        self.bulkheads = BulkheadRegistry()
-        self.breakers = Breakers(breakers)
+        self.lease_seconds = float(lease_seconds)
+        if isinstance(self.store, SharesResilience):
+            self.bulkheads: BulkheadRegistry = self.store.bulkheads()
+            self.breakers = Breakers(
+                breakers, backend=self.store.breaker_backend(), clock=time.time
+            )
+        else:
+            self.bulkheads = BulkheadRegistry()
+            self.breakers = Breakers(breakers)
+        self._hints: Hints | None = self.store if isinstance(self.store, Hints) else None
         self.owner = new_owner()
         self._threads = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="cadenza")
         self._registry: dict[tuple[str, str], WorkflowIR] = {}
@@ -103,8 +103,14 @@ class Engine(PeopleMixin, ControlMixin):
         self._quiet: dict[RunId, int] = {}  # suspended runs: their last seq when they stopped
         self._directory: Directory | None = directory
         self._cancel_reasons: dict[RunId, str] = {}
+        self._epochs: dict[RunId, int] = {}  # the lease epoch held for each run in flight
+        self._lost: set[RunId] = set()  # runs whose lease another worker took
+        self._dead_checked = float("-inf")  # when dead local owners were last looked for
         self._heartbeat: asyncio.Task[None] | None = None
         self._opened = False
+        #: Whether to listen for the store's hints (where it sends them); off: poll only.
+        self.use_hints = True
+        self._init_commands()
 
     async def __aenter__(self) -> Engine:
         await self.open()
@@ -119,11 +125,7 @@ class Engine(PeopleMixin, ControlMixin):
             self._opened = True
 
     async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        await self._stop_background()
         tasks = list(self._active.values())
         for task in tasks:
             task.cancel()
@@ -146,6 +148,11 @@ class Engine(PeopleMixin, ControlMixin):
             self._targets[(ir.name, ir.version)] = target
         return ir
 
+    @property
+    def workflows(self) -> list[tuple[str, str]]:
+        """The ``(name, version)`` of every registered workflow."""
+        return list(self._registry)
+
     # -- runs --------------------------------------------------------------------------------
 
     async def start(
@@ -156,11 +163,63 @@ class Engine(PeopleMixin, ControlMixin):
         run_id: str | None = None,
         target: str = "",
         actor: str | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> RunId:
-        """Validate ``input``, record the run and start it; returns once the run is stored.
-        A workflow with ``allowed_users`` starts only for an ``actor`` among them (by name or
-        role)."""
+        """Validate ``input``, record the run and start it here; returns once the run is
+        stored. A workflow with ``allowed_users`` starts only for an ``actor`` among them (by
+        name or role). ``queue`` is where the run goes if this process dies before it ends."""
+        ir, record, created = await self._new_run(
+            workflow, input, run_id, target, actor, queue, held=True
+        )
+        running = Event(
+            record.run_id,
+            2,
+            EventType.STATUS,
+            data={"from": str(WorkflowStatus.INITIALIZING), "to": str(WorkflowStatus.RUNNING)},
+        )
+        await self.store.create_run(record, (created, running))
+        progress = Progress(reducers=ir.schema.reducers)
+        progress.apply_all((created, running))
+        self._epochs[record.run_id] = record.epoch
+        self._launch(ir, record.run_id, progress, record.deadline)
+        return record.run_id
+
+    async def submit(
+        self,
+        workflow: Workflow | WorkflowIR,
+        input: Mapping[str, Any] | None = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        run_id: str | None = None,
+        target: str = "",
+        actor: str | None = None,
+    ) -> RunId:
+        """Validate ``input`` and record the run on ``queue`` without executing it: a worker
+        that knows the workflow and serves the queue claims it (``cadenza worker``). The run
+        is INITIALIZING until then; the workflow's ``timeout`` counts from now. Give ``target``
+        (``pkg.mod:attr``) so that workers started without ``--workflow`` can load it."""
+        _, record, created = await self._new_run(
+            workflow, input, run_id, target, actor, queue, held=False
+        )
+        await self.store.create_run(record, (created,))
+        return record.run_id
+
+    async def _new_run(
+        self,
+        workflow: Workflow | WorkflowIR,
+        input: Mapping[str, Any] | None,
+        run_id: str | None,
+        target: str,
+        actor: str | None,
+        queue: str,
+        *,
+        held: bool,
+    ) -> tuple[WorkflowIR, RunRecord, Event]:
+        """Check who starts it and its input; the record (held by this engine, or queued for
+        any worker) and its first event."""
         await self.open()
+        if not queue:
+            raise CadenzaError("queue must be a non-empty name")
         ir = self.register(workflow, target=target)
         if ir.config.allowed_users:
             if not actor:
@@ -171,38 +230,33 @@ class Engine(PeopleMixin, ControlMixin):
             self.directory().check(actor, ir.config.allowed_users, f"start {ir.name}")
         values = ir.schema.validate_input(input or {})
         rid = RunId(run_id) if run_id else new_run_id()
+        now = time.time()
+        fields: dict[str, Any] = (
+            self._fresh(ir)
+            if held
+            else {
+                "created_at": now,
+                "updated_at": now,
+                "deadline": now + ir.config.timeout if ir.config.timeout else None,
+                "wake_at": now,
+            }
+        )
         record = RunRecord(
             run_id=rid,
             workflow=ir.name,
             version=ir.version,
             target=target or self._targets.get((ir.name, ir.version), ""),
             input=values,
-            **self._fresh(ir),
+            queue=queue,
+            **fields,
         )
-        progress = Progress(reducers=ir.schema.reducers)
         created = Event(
             rid,
             1,
             EventType.RUN_CREATED,
-            data={
-                "workflow": ir.name,
-                "version": ir.version,
-                "input": values,
-            },
+            data={"workflow": ir.name, "version": ir.version, "input": values},
         )
-        running = Event(
-            rid,
-            2,
-            EventType.STATUS,
-            data={
-                "from": str(WorkflowStatus.INITIALIZING),
-                "to": str(WorkflowStatus.RUNNING),
-            },
-        )
-        await self.store.create_run(record, (created, running))
-        progress.apply_all((created, running))
-        self._launch(ir, rid, progress, record.deadline)
-        return rid
+        return ir, record, created
 
     async def run(
         self, workflow: Workflow | WorkflowIR, input: Mapping[str, Any] | None = None, **kw: Any
@@ -238,34 +292,25 @@ class Engine(PeopleMixin, ControlMixin):
         _log.info(
             "run_resumed", run_id=rid, workflow=execution.ir.name, from_seq=execution.progress.seq
         )
-        self._start_execution(execution, record.deadline)
+        if await self._apply_on_claim(execution):
+            self._start_execution(execution, record.deadline)
         return await self.wait(rid)
 
-    async def _take(
-        self, record: RunRecord, workflow: Workflow | WorkflowIR | None = None
-    ) -> RunExecution:
-        """Claim a run for this engine and load it, ready to continue."""
-        ir = self._resolve(record, workflow)
-        lease = time.time() + LEASE_SECONDS
-        if not await self.store.claim(
-            record.run_id, self.owner, lease_until=lease, steal=owner_is_dead(record.owner)
-        ):
-            raise CadenzaError(
-                f"run {record.run_id} is being executed by {record.owner} (lease until "
-                f"{time.strftime('%H:%M:%S', time.localtime(record.lease_until or 0))}); "
-                "it will be resumable when that lease expires"
-            )
-        return self._execution(ir, record.run_id, await self._load(record, ir))
-
     async def resume_all(self) -> ResumeReport:
-        """Resume every unfinished run whose engine is gone, and every run waiting for an
-        approval whose time is up (or whose decision was recorded by a process that died
-        before continuing it); wait for them all. Runs that cannot be resumed (unknown or
-        changed definition) are reported, not raised."""
-        todo = await self._resumable()
-        results = await asyncio.gather(*(self.resume(rid) for rid in todo), return_exceptions=True)
+        """Resume every unfinished run that no live engine holds and that has work to do now
+        (queued runs, runs whose engine died, approvals whose time is up); wait for them all.
+        Runs that cannot be resumed (unknown or changed definition) are reported, not
+        raised."""
         report = ResumeReport()
-        for run_id, result in zip(todo, results, strict=True):
+        started: list[RunId] = []
+        while True:
+            problems, taken = await self._pick_up(limit=10_000, workflows=None, queues=None)
+            report.errors.update(problems)
+            started += taken
+            if not taken:
+                break
+        results = await asyncio.gather(*(self.wait(rid) for rid in started), return_exceptions=True)
+        for run_id, result in zip(started, results, strict=True):
             if isinstance(result, CadenzaError):
                 _log.warning("resume_failed", run_id=run_id, error=str(result))
                 report.errors[run_id] = str(result)
@@ -275,18 +320,17 @@ class Engine(PeopleMixin, ControlMixin):
                 report.results.append(result)
         return report
 
-    async def pick_up(self) -> dict[RunId, str]:
-        """Start (without waiting for them) the runs :meth:`resume_all` would resume: what a
+    async def pick_up(
+        self,
+        *,
+        limit: int = 10_000,
+        workflows: Sequence[tuple[str, str]] | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> dict[RunId, str]:
+        """Claim and start (without waiting for them) up to ``limit`` runs that have work to
+        do now, of the given ``(name, version)`` workflows and queues (``None``: any): what a
         worker does on every poll. Returns the runs that could not be started, with why."""
-        problems: dict[RunId, str] = {}
-        for run_id in await self._resumable():
-            try:
-                record = await self.store.get_run(run_id)
-                execution = await self._take(record)
-            except CadenzaError as exc:
-                problems[run_id] = str(exc)
-                continue
-            self._start_execution(execution, record.deadline)
+        problems, _ = await self._pick_up(limit=limit, workflows=workflows, queues=queues)
         return problems
 
     async def drain(self, timeout: float | None = None) -> int:
@@ -297,30 +341,10 @@ class Engine(PeopleMixin, ControlMixin):
             await asyncio.wait(tasks, timeout=timeout)
         return len(self._active)
 
-    async def _resumable(self) -> list[RunId]:
-        """Unfinished runs no live engine holds, and waiting runs with a due approval; less
-        those this engine saw suspend (for a signal) that have logged nothing since."""
-        await self.open()
-        runs = await self.store.list_runs(status=ACTIVE, limit=100_000)
-        runs += [
-            r
-            for r in await self.store.list_runs(
-                status=[WorkflowStatus.WAITING_APPROVAL], limit=100_000
-            )
-            if _approval_due(await self._load(r, None))
-        ]
-        now = time.time()
-        todo = []
-        for r in runs:
-            if r.run_id in self._active or _held_elsewhere(r, self.owner, now):
-                continue
-            quiet_since = self._quiet.get(r.run_id)
-            if quiet_since is not None and not await self.store.read_events(
-                r.run_id, after_seq=quiet_since
-            ):
-                continue  # still waiting for its signal
-            todo.append(r.run_id)
-        return todo
+    @property
+    def in_flight(self) -> int:
+        """How many runs this engine is executing now."""
+        return len(self._active)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -369,113 +393,6 @@ class Engine(PeopleMixin, ControlMixin):
             except CadenzaError:
                 ir = None
         return ir.schema.reducers if ir else {}
-
-    def _launch(
-        self, ir: WorkflowIR, run_id: RunId, progress: Progress, deadline: float | None
-    ) -> None:
-        self._start_execution(self._execution(ir, run_id, progress), deadline)
-
-    def _execution(self, ir: WorkflowIR, run_id: RunId, progress: Progress) -> RunExecution:
-        return RunExecution(
-            run_id=run_id,
-            ir=ir,
-            store=self.store,
-            progress=progress,
-            observers=self.observers,
-            thread_pool=self._threads,
-            default_retry=self.retry,
-            bulkheads=self.bulkheads,
-            breakers=self.breakers,
-        )
-
-    def _start_execution(self, execution: RunExecution, deadline: float | None) -> None:
-        run_id = execution.run_id
-        task = asyncio.get_running_loop().create_task(self._drive(execution, deadline))
-        self._active[run_id] = task
-        self._executions[run_id] = execution
-
-        def finished(_task: asyncio.Task[RunResult]) -> None:
-            self._active.pop(run_id, None)
-            self._executions.pop(run_id, None)
-
-        task.add_done_callback(finished)
-        if self._heartbeat is None:
-            self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
-
-    async def _drive(self, run: RunExecution, deadline: float | None) -> RunResult:
-        try:
-            status, error = await self._execute(run, deadline)
-        except asyncio.CancelledError:
-            reason = self._cancel_reasons.pop(run.run_id, None)
-            if reason is None:
-                await self._release(run.run_id)
-                raise  # the engine is closing: the run stays resumable
-            status, error = WorkflowStatus.CANCELLED, reason
-            await run.set_status(status, reason=reason)
-        except StoreError as exc:
-            _log.error("run_store_error", run_id=run.run_id, error=str(exc))
-            raise
-        except Exception as exc:
-            status, error = WorkflowStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
-            _log.exception("run_crashed", run_id=run.run_id)
-            with contextlib.suppress(Exception):
-                await run.set_status(status, reason=error)
-        await self._release(run.run_id)
-        return RunResult(run.run_id, run.ir.name, status, run.progress.state, error)
-
-    async def _execute(
-        self, run: RunExecution, deadline: float | None
-    ) -> tuple[WorkflowStatus, str | None]:
-        """Run the graph (or finish an interrupted rollback); return the final status."""
-        if run.progress.status is WorkflowStatus.ROLLBACK:
-            return await self._fail(run, run.progress.reason or "rolled back")
-        if run.progress.status in (WorkflowStatus.INITIALIZING, WorkflowStatus.WAITING_APPROVAL):
-            await run.set_status(WorkflowStatus.RUNNING)
-        remaining = deadline - time.time() if deadline is not None else None
-        try:
-            async with asyncio.timeout(remaining):
-                await run.run_graph(run.ir.graph, run.top, "")
-        except TimeoutError:
-            return await self._fail(
-                run,
-                f"workflow timed out after {run.ir.config.timeout:g}s (configuration 'timeout')",
-            )
-        except StepFailed as exc:
-            return await self._fail(run, str(exc))
-        except Suspended as exc:
-            # Nothing more can run until a decision or signal arrives: stop holding the run.
-            if exc.approval:
-                await run.set_status(WorkflowStatus.WAITING_APPROVAL, reason=str(exc))
-                return WorkflowStatus.WAITING_APPROVAL, None
-            self._quiet[run.run_id] = run.progress.seq
-            return WorkflowStatus.RUNNING, None
-        await run.set_status(WorkflowStatus.COMPLETED)
-        return WorkflowStatus.COMPLETED, None
-
-    async def _fail(self, run: RunExecution, reason: str) -> tuple[WorkflowStatus, str]:
-        """FAILED, after compensating completed steps (ROLLBACK) when any declared one."""
-        if needs_rollback(run):
-            if run.progress.status is not WorkflowStatus.ROLLBACK:
-                await run.set_status(WorkflowStatus.ROLLBACK, reason=reason)
-            outcome = await roll_back(run)
-            reason = f"{reason} (rolled back: {outcome.summary()})"
-        await run.set_status(WorkflowStatus.FAILED, reason=reason)
-        return WorkflowStatus.FAILED, reason
-
-    async def _release(self, run_id: RunId) -> None:
-        with contextlib.suppress(StoreError):
-            await self.store.release(run_id, self.owner)
-
-    async def _renew_leases(self) -> None:
-        while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            for run_id, task in list(self._active.items()):
-                held = await self.store.claim(
-                    run_id, self.owner, lease_until=time.time() + LEASE_SECONDS
-                )
-                if not held:
-                    _log.warning("lease_lost", run_id=run_id)
-                    task.cancel()
 
 
 def _make_store(store: Store | str | os.PathLike[str] | None) -> Store:

@@ -1,10 +1,10 @@
 """What an engine does to runs on request: cancel, re-drive, fork (time travel), pause and
-unpause, each checked against the workflow's ``allowed_users``."""
+unpause, each checked against the workflow's ``allowed_users``. A run executing in another
+process is sent the command (:mod:`cadenza.runtime.commands`) and this waits until it is
+applied."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -14,16 +14,18 @@ import structlog
 from cadenza.errors import CadenzaError
 from cadenza.identity import ApprovalDenied
 from cadenza.ids import RunId, new_run_id
+from cadenza.runtime.commands import CANCEL, PAUSE, UNPAUSE
+from cadenza.runtime.engine_leases import RunHeld
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.fork import check_redrivable, copy_log, cut_after_step
-from cadenza.runtime.ownership import LEASE_SECONDS, owner_is_dead
+from cadenza.runtime.ownership import held_elsewhere, next_wake
 from cadenza.runtime.status import WorkflowStatus, check_transition
 from cadenza.store.base import RunRecord
 
 if TYPE_CHECKING:
     from cadenza.graph.builder import Workflow
     from cadenza.graph.ir import WorkflowIR
-    from cadenza.runtime.engine import RunResult
+    from cadenza.runtime.engine import Engine, RunResult
 
 
 _log = structlog.get_logger("cadenza.engine")
@@ -33,23 +35,19 @@ class ControlMixin:
     """Part of :class:`Engine`: commands that change a run's course."""
 
     async def cancel(
-        self, run_id: str, reason: str = "cancelled", *, actor: str | None = None
+        self: Engine, run_id: str, reason: str = "cancelled", *, actor: str | None = None
     ) -> RunResult:
         """Cancel a run: stop its steps and record CANCELLED. A run executing in another
-        process is stopped at its next commit (its log has moved on)."""
+        process is sent the command, which it applies at once; this returns when it has."""
         rid = RunId(run_id)
-        await self._authorize(await self.store.get_run(rid), actor, "cancel")
-        task = self._active.get(rid)
-        if task is not None:
-            check_transition((await self.store.get_run(rid)).status, WorkflowStatus.CANCELLED)
-            self._cancel_reasons[rid] = reason
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return await self.result(rid)
         record = await self.store.get_run(rid)
+        await self._authorize(record, actor, "cancel")
+        if rid in self._active:
+            await self._cancel_here(rid, reason)
+            return await self.result(rid)
         check_transition(record.status, WorkflowStatus.CANCELLED)
-        await self._append_status(record, WorkflowStatus.CANCELLED, reason)
+        if not await self._append_status(rid, WorkflowStatus.CANCELLED, reason):
+            await self._command(rid, CANCEL, {"reason": reason}, actor)
         return await self.result(rid)
 
     # -- re-drive, time travel, pause ----------------------------------------------------------
@@ -115,9 +113,12 @@ class ControlMixin:
         _log.info("run_forked", run_id=rid, parent=source.run_id, after=after)
         return await self.resume(rid, ir)
 
-    async def pause(self, run_id: str, reason: str = "paused", *, actor: str | None = None) -> None:
+    async def pause(
+        self: Engine, run_id: str, reason: str = "paused", *, actor: str | None = None
+    ) -> None:
         """Stop starting new steps of a run (those in flight finish and are recorded). The
-        run stays PAUSED, across restarts, until :meth:`unpause`."""
+        run stays PAUSED, across restarts, until :meth:`unpause`. A run executing in another
+        process is sent the command; this returns once it is applied."""
         rid = RunId(run_id)
         record = await self.store.get_run(rid)
         await self._authorize(record, actor, "pause")
@@ -127,11 +128,12 @@ class ControlMixin:
             execution.hold()
             await execution.set_status(WorkflowStatus.PAUSED, reason=reason)
             return
-        self._refuse_if_held(record)
-        await self._append_status(record, WorkflowStatus.PAUSED, reason)
+        if not await self._append_status(rid, WorkflowStatus.PAUSED, reason):
+            await self._command(rid, PAUSE, {"reason": reason}, actor)
 
-    async def unpause(self, run_id: str, *, actor: str | None = None) -> RunResult:
-        """Let a paused run go on; waits for it to finish."""
+    async def unpause(self: Engine, run_id: str, *, actor: str | None = None) -> RunResult:
+        """Let a paused run go on; waits for it to finish when it goes on here (a run held
+        by another process is told to go on there, and this returns once it has)."""
         rid = RunId(run_id)
         record = await self.store.get_run(rid)
         await self._authorize(record, actor, "unpause")
@@ -141,12 +143,33 @@ class ControlMixin:
             await execution.set_status(WorkflowStatus.RUNNING)
             execution.release_hold()
             return await self.wait(rid)
-        self._refuse_if_held(record)
-        await self._append_status(record, WorkflowStatus.RUNNING, None)
-        return await self.resume(rid)
+        try:
+            execution = await self._take(record)
+        except RunHeld:
+            await self._command(rid, UNPAUSE, {}, actor)
+            return await self.result(rid)
+        try:
+            check_transition(execution.progress.status, WorkflowStatus.RUNNING)
+            await execution.set_status(WorkflowStatus.RUNNING)
+        except BaseException:
+            await self._release(rid, wake_at=next_wake(execution.progress))
+            raise
+        if await self._apply_on_claim(execution):
+            self._start_execution(execution, record.deadline)
+        return await self.wait(rid)
 
-    def _fresh(self, ir: WorkflowIR) -> dict[str, Any]:
-        """The fields of a run record that a new run, held by this engine, starts with."""
+    async def _command(
+        self: Engine, run_id: RunId, kind: str, data: dict[str, Any], actor: str | None
+    ) -> None:
+        """Send a command to the engine executing the run; raise if it was refused."""
+        record = await self.store.get_run(run_id)
+        command = await self._send(record, kind, data, actor or "")
+        if command.outcome and command.outcome.startswith("refused"):
+            raise CadenzaError(f"run {run_id}: {kind} {command.outcome}")
+
+    def _fresh(self: Engine, ir: WorkflowIR) -> dict[str, Any]:
+        """The fields of a run record that a new run, held by this engine, starts with (due,
+        so that it is taken over if this engine dies)."""
         now = time.time()
         return {
             "status": WorkflowStatus.RUNNING,
@@ -154,13 +177,15 @@ class ControlMixin:
             "updated_at": now,
             "deadline": now + ir.config.timeout if ir.config.timeout else None,
             "owner": self.owner,
-            "lease_until": now + LEASE_SECONDS,
+            "lease_until": now + self.lease_seconds,
+            "epoch": 1,
+            "wake_at": now,
         }
 
-    async def _authorize(self, record: RunRecord, actor: str | None, command: str) -> None:
+    async def _authorize(self: Engine, record: RunRecord, actor: str | None, command: str) -> None:
         """Refuse ``command`` on a run of a workflow with ``allowed_users`` unless ``actor``
-        is among them (by name or role). The refusal is recorded in the run's log when no
-        other process is executing it (an append there would stop that process)."""
+        is among them (by name or role). The refusal is recorded in the run's log when this
+        engine executes the run or can hold it for a moment (not while another does)."""
         try:
             ir = self._resolve(record, None)
         except CadenzaError:
@@ -174,33 +199,31 @@ class ControlMixin:
         data = {"actor": actor or "", "command": command, "reason": reason}
         if execution is not None:
             await execution.commit(EventType.REFUSED, data=data)
-        elif not _held_elsewhere(record, self.owner, time.time()):
-            events = await self.store.read_events(record.run_id)
-            seq = events[-1].seq + 1 if events else 1
-            refused = Event(record.run_id, seq, EventType.REFUSED, data=data)
-            await self.store.append(record.run_id, (refused,))
+        elif not held_elsewhere(record, self.owner, time.time()):
+            async with self._holding(record.run_id) as hold:
+                if hold is not None:
+                    events = await self.store.read_events(record.run_id)
+                    seq = events[-1].seq + 1 if events else 1
+                    refused = Event(record.run_id, seq, EventType.REFUSED, data=data)
+                    await self.store.append(record.run_id, (refused,), epoch=hold.epoch)
         raise ApprovalDenied(reason)
 
-    def _refuse_if_held(self, record: RunRecord) -> None:
-        if _held_elsewhere(record, self.owner, time.time()):
-            raise CadenzaError(
-                f"run {record.run_id} is executing in {record.owner}; control it from there"
-            )
-
     async def _append_status(
-        self, record: RunRecord, status: WorkflowStatus, reason: str | None
-    ) -> None:
-        events = await self.store.read_events(record.run_id)
-        data: dict[str, Any] = {"from": str(record.status), "to": str(status)}
-        if reason:
-            data["reason"] = reason
-        seq = events[-1].seq + 1 if events else 1
-        event = Event(record.run_id, seq, EventType.STATUS, data=data)
-        await self.store.append(record.run_id, (event,), status=status, error=reason)
-
-
-def _held_elsewhere(record: RunRecord, owner: str, now: float) -> bool:
-    """The run's lease belongs to another engine that is alive and has not let it expire."""
-    if record.owner in (None, owner) or owner_is_dead(record.owner):
-        return False
-    return (record.lease_until or 0) > now
+        self: Engine, run_id: RunId, status: WorkflowStatus, reason: str | None
+    ) -> bool:
+        """Record a status change of a run nobody executes (holding it meanwhile); ``False``
+        if another live engine holds it (send it a command instead)."""
+        async with self._holding(run_id) as hold:
+            if hold is None:
+                return False
+            record = await self.store.get_run(run_id)
+            check_transition(record.status, status)
+            events = await self.store.read_events(run_id)
+            data: dict[str, Any] = {"from": str(record.status), "to": str(status)}
+            if reason:
+                data["reason"] = reason
+            seq = events[-1].seq + 1 if events else 1
+            event = Event(run_id, seq, EventType.STATUS, data=data)
+            await self.store.append(run_id, (event,), status=status, error=reason, epoch=hold.epoch)
+            hold.wake_at = None  # paused or finished: nothing to do by itself
+        return True

@@ -1,4 +1,5 @@
-"""What an engine does for people: approvals (decide, list what waits) and signals."""
+"""What an engine does for people: approvals (decide, list what waits) and signals. A signal
+to a run executing in another process is sent to it as a command."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from cadenza.errors import CadenzaError
 from cadenza.identity import ApprovalDenied, Directory
 from cadenza.ids import RunId
 from cadenza.observe.notify import notify
+from cadenza.runtime.commands import SIGNAL
+from cadenza.runtime.engine_leases import RunHeld
 from cadenza.runtime.events import EventType
-from cadenza.runtime.progress import Progress
+from cadenza.runtime.ownership import held_elsewhere, next_wake
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.steps.approval import decided
 
@@ -83,10 +86,10 @@ class PeopleMixin:
                 comment=comment,
             )
         except BaseException:
-            await self._release(record.run_id)
+            await self._release(record.run_id, wake_at=next_wake(execution.progress))
             raise
-        if decided(execution.progress.approvals[step]) is None:
-            await self._release(record.run_id)  # more approvals needed
+        if decided(execution.progress.approvals[step]) is None:  # more approvals needed
+            await self._release(record.run_id, wake_at=next_wake(execution.progress))
             return await self.result(run_id)
         self._start_execution(execution, record.deadline)
         return await self.wait(run_id)
@@ -125,31 +128,35 @@ class PeopleMixin:
     async def signal(
         self: Engine, run_id: str, name: str, payload: Any = None, *, actor: str = ""
     ) -> RunResult:
-        """Deliver an external event to a run; a step waiting for ``name`` goes on."""
+        """Deliver an external event to a run; a step waiting for ``name`` goes on. A run that
+        nobody executes goes on here (the result is returned when it stops again); one that
+        another process executes is sent the signal, and the result is its state once that
+        process has recorded it."""
         await self.open()
-        record = await self.store.get_run(RunId(run_id))
+        rid = RunId(run_id)
+        record = await self.store.get_run(rid)
         if record.status.terminal:
             raise CadenzaError(f"run {run_id} is {record.status}; it takes no more signals")
-        execution = await self._take(record)
-        await execution.commit(
-            EventType.SIGNAL, data={"name": name, "payload": payload, "actor": actor}
-        )
-        if record.status is WorkflowStatus.RUNNING:
-            self._start_execution(execution, record.deadline)
-            return await self.wait(run_id)
-        await self._release(record.run_id)
+        data = {"name": name, "payload": payload, "actor": actor}
+        execution = self._executions.get(rid)
+        if execution is not None:
+            await execution.commit(EventType.SIGNAL, data=data)
+            return await self.wait(rid)
+        if not held_elsewhere(record, self.owner, time.time()):
+            try:
+                execution = await self._take(record)
+            except RunHeld:
+                execution = None
+            if execution is not None:
+                await execution.commit(EventType.SIGNAL, data=data)
+                go = await self._apply_on_claim(execution)
+                if go and execution.progress.status is WorkflowStatus.RUNNING:
+                    self._start_execution(execution, record.deadline)
+                    return await self.wait(run_id)
+                if go:
+                    await self._release(rid, wake_at=next_wake(execution.progress))
+                return await self.result(run_id)
+        command = await self._send(await self.store.get_run(rid), SIGNAL, data, actor)
+        if command.outcome and command.outcome.startswith("refused"):
+            raise CadenzaError(f"run {run_id}: signal {name!r} {command.outcome}")
         return await self.result(run_id)
-
-
-def _approval_due(progress: Progress) -> bool:
-    """A waiting run has something to do: an open request past its deadline, or a request
-    already decided (its process died before going on)."""
-    now = time.time()
-    for path, request in progress.approvals.items():
-        if path in progress.done:
-            continue
-        outcome = decided(request)
-        deadline = request.get("deadline")
-        if outcome is not None or (deadline is not None and deadline <= now):
-            return True
-    return False

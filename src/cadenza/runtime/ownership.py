@@ -1,4 +1,5 @@
-"""Who is running a run: an owner id per engine, and whether a local owner is still alive.
+"""Who is running a run, and until when: owner ids, leases and their fencing, and when a run
+that nobody holds next needs a worker.
 
 On one machine (the embedded SQLite case) a run whose owner process is gone can be taken
 over at once instead of waiting for its lease to expire."""
@@ -7,7 +8,17 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from cadenza.ids import RunId
+from cadenza.runtime.events import Event
+from cadenza.runtime.progress import Progress
+from cadenza.runtime.status import WorkflowStatus
+from cadenza.steps.approval import decided
+from cadenza.store.base import RunRecord, Snapshot, Store
 
 HOST = socket.gethostname()
 
@@ -47,3 +58,87 @@ def _is_zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
+
+
+def held_elsewhere(record: RunRecord, owner: str, now: float) -> bool:
+    """The run's lease belongs to another engine that is alive and has not let it expire."""
+    if record.owner in (None, owner) or owner_is_dead(record.owner):
+        return False
+    return (record.lease_until or 0) > now
+
+
+class FencedStore:
+    """The store as one lease holder sees it: every append carries the holder's lease epoch,
+    so that once another worker has claimed the run, nothing more of this one is stored (the
+    append raises :class:`~cadenza.store.base.LeaseLost`). Everything else is the store's."""
+
+    __slots__ = ("epoch", "store")
+
+    def __init__(self, store: Store, epoch: int) -> None:
+        self.store = store
+        self.epoch = epoch
+
+    async def append(
+        self,
+        run_id: RunId,
+        events: Sequence[Event],
+        *,
+        status: WorkflowStatus | None = None,
+        error: str | None = None,
+        snapshot: Snapshot | None = None,
+        durable: bool = True,
+        epoch: int | None = None,
+    ) -> None:
+        await self.store.append(
+            run_id,
+            events,
+            status=status,
+            error=error,
+            snapshot=snapshot,
+            durable=durable,
+            epoch=self.epoch if epoch is None else epoch,
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def approval_due(progress: Progress, now: float | None = None) -> bool:
+    """A waiting run has something to do: an open request past its deadline, or a request
+    already decided (its process died before going on)."""
+    now = time.time() if now is None else now
+    for path, request in progress.approvals.items():
+        if path in progress.done:
+            continue
+        deadline = request.get("deadline")
+        if decided(request) is not None or (deadline is not None and deadline <= now):
+            return True
+    return False
+
+
+def next_wake(
+    progress: Progress, *, suspended_at: int | None = None, now: float | None = None
+) -> float | None:
+    """When a run that stopped executing (finished, paused, or waiting for a decision or a
+    signal) next needs a worker by itself: the earliest approval deadline or timer, at once if
+    a decision was recorded or a signal arrived after it suspended (at log position
+    ``suspended_at``), ``None`` if only an outside event can move it on."""
+    now = time.time() if now is None else now
+    status = progress.status
+    if status.terminal or status is WorkflowStatus.PAUSED:
+        return None
+    times: list[float] = []
+    if status is WorkflowStatus.WAITING_APPROVAL:
+        for path, request in progress.approvals.items():
+            if path in progress.done:
+                continue
+            if decided(request) is not None:
+                return now
+            if request.get("deadline") is not None:
+                times.append(float(request["deadline"]))
+        return min(times, default=None)
+    if suspended_at is not None and any(s["seq"] > suspended_at for s in progress.signals):
+        return now  # a signal came in while the run was stopping: let it look again
+    for table in (progress.timers, progress.retry_at):
+        times.extend(t for path, t in table.items() if path not in progress.done)
+    return min(times, default=None)

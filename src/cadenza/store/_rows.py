@@ -16,9 +16,25 @@ from cadenza.runtime.events import Event
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord
 
+#: The columns of a run row, in the order :func:`run_row` and :func:`run_from_row` use.
+RUN_COLUMNS = (
+    "run_id, workflow, version, status, target, input, error, created_at, updated_at, "
+    "deadline, owner, lease_until, parent_run_id, queue, epoch, wake_at"
+)
+
 
 def dumps(value: dict[str, Any]) -> str:
     return to_json(value).decode() if value else "{}"
+
+
+def command_json(run_id: RunId, kind: str, data: Any) -> str:
+    """A command's data as JSON text; what cannot be encoded is refused before anything is sent."""
+    try:
+        return to_json(dict(data)).decode()
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"run {run_id!r}: the {kind} data cannot be stored as JSON: {exc}"
+        ) from exc
 
 
 def event_rows(
@@ -67,7 +83,17 @@ def event_rows(
     return rows, prev_hash
 
 
+def run_row(run: RunRecord, input_json: str) -> tuple[Any, ...]:
+    """The values of ``RUN_COLUMNS`` for a new run."""
+    return (
+        run.run_id, run.workflow, run.version, str(run.status), run.target, input_json,
+        run.error, run.created_at, run.updated_at, run.deadline, run.owner, run.lease_until,
+        run.parent_run_id, run.queue, run.epoch, run.wake_at,
+    )  # fmt: skip
+
+
 def run_from_row(row: tuple[Any, ...]) -> RunRecord:
+    """A run from the values of ``RUN_COLUMNS`` (in that order)."""
     parent = row[12]
     return RunRecord(
         run_id=RunId(row[0]),
@@ -83,6 +109,9 @@ def run_from_row(row: tuple[Any, ...]) -> RunRecord:
         owner=row[10],
         lease_until=row[11],
         parent_run_id=RunId(parent) if parent is not None else None,
+        queue=row[13],
+        epoch=row[14],
+        wake_at=row[15],
     )
 
 

@@ -5,36 +5,42 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from abc import ABC, abstractmethod
 from typing import Any
 
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
+from cadenza.store._rows import RUN_COLUMNS
+from cadenza.store.base import LeaseLost
 
-_RUN_COLUMNS = (
-    "run_id, workflow, version, status, target, input, error, created_at, updated_at, "
-    "deadline, owner, lease_until, parent_run_id"
-)
-_INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_RUN_COLUMNS = RUN_COLUMNS
+_INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join(['?'] * 16)})"
 _INSERT_EVENT = (
     "INSERT INTO events (run_id, seq, type, path, scope, attempt, data, ts, prev_hash, hash) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The same, stored only while the run's lease epoch is the writer's (the check costs one
+# B-tree lookup inside the statement, not another statement).
+_INSERT_FENCED = (
+    "INSERT INTO events (run_id, seq, type, path, scope, attempt, data, ts, prev_hash, hash) "
+    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+    "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND epoch = ?)"
 )
 _UPDATE_STATUS = (
     "UPDATE runs SET status = coalesce(?, status), error = coalesce(?, error), updated_at = ? "
     "WHERE run_id = ?"
 )
+# A finished run needs no worker again.
+_UPDATE_FINISHED = (
+    "UPDATE runs SET status = coalesce(?, status), error = coalesce(?, error), updated_at = ?, "
+    "wake_at = NULL WHERE run_id = ?"
+)
+_EPOCH = "SELECT epoch FROM runs WHERE run_id = ?"
 _UPSERT_SNAPSHOT = (
     "INSERT INTO snapshots (run_id, seq, state, buffers) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (run_id) DO UPDATE SET "
     "seq = excluded.seq, state = excluded.state, buffers = excluded.buffers"
 )
-_CLAIM = (
-    "UPDATE runs SET owner = ?1, lease_until = ?2 WHERE run_id = ?3 "
-    "AND (?4 OR owner IS NULL OR owner = ?1 OR coalesce(lease_until, 0) < ?5)"
-)
-_RELEASE = "UPDATE runs SET owner = NULL, lease_until = NULL WHERE run_id = ? AND owner = ?"
 _RUN_EXISTS = "SELECT 1 FROM runs WHERE run_id = ?"
 # Whether the run exists, and its last event's seq and hash (the chain continues from it): one
 # statement, two primary-key seeks.
@@ -97,7 +103,9 @@ class _CreateRun(_Write):
 
 
 class _Append(_Write):
-    __slots__ = ("events", "finished", "snapshot", "status", "status_error", "updated_at")
+    __slots__ = (
+        "epoch", "events", "finished", "snapshot", "status", "status_error", "updated_at"
+    )  # fmt: skip
     logged = True
 
     def __init__(
@@ -109,6 +117,7 @@ class _Append(_Write):
         updated_at: float,
         snapshot: tuple[Any, ...] | None,
         finished: bool,
+        epoch: int | None = None,
     ) -> None:
         # the hot path: fields set here rather than through super().__init__
         self.run_id = run_id
@@ -121,55 +130,44 @@ class _Append(_Write):
         self.updated_at = updated_at
         self.snapshot = snapshot
         self.finished = finished
+        self.epoch = epoch
 
     def apply(self, cur: sqlite3.Cursor) -> None:
-        if self.events:
+        epoch = self.epoch
+        if epoch is not None and self.events:
+            _insert_events(cur, self.run_id, [(*r, self.run_id, epoch) for r in self.events], True)
+            if cur.rowcount != len(self.events):
+                _check_epoch(cur, self.run_id, epoch)
+        elif epoch is not None:
+            _check_epoch(cur, self.run_id, epoch)
+        elif self.events:
             _insert_events(cur, self.run_id, self.events)
         if self.status is not None or self.status_error is not None:
             cur.execute(
-                _UPDATE_STATUS, (self.status, self.status_error, self.updated_at, self.run_id)
+                _UPDATE_FINISHED if self.finished else _UPDATE_STATUS,
+                (self.status, self.status_error, self.updated_at, self.run_id),
             )
         if self.snapshot is not None:
             cur.execute(_UPSERT_SNAPSHOT, self.snapshot)
 
 
-class _Claim(_Write):
-    __slots__ = ("lease_until", "owner", "steal")
-
-    def __init__(self, run_id: RunId, owner: str, lease_until: float, steal: bool) -> None:
-        super().__init__(run_id)
-        self.owner = owner
-        self.lease_until = lease_until
-        self.steal = steal
-
-    def apply(self, cur: sqlite3.Cursor) -> bool:
-        cur.execute(_CLAIM, (self.owner, self.lease_until, self.run_id, self.steal, time.time()))
-        if cur.rowcount == 1:
-            return True
-        if cur.execute(_RUN_EXISTS, (self.run_id,)).fetchone() is None:
-            raise RunNotFound(self.run_id)
-        return False
+def _check_epoch(cur: sqlite3.Cursor, run_id: RunId, epoch: int) -> None:
+    row = cur.execute(_EPOCH, (run_id,)).fetchone()
+    if row is None:
+        raise RunNotFound(run_id)
+    if row[0] != epoch:
+        raise LeaseLost(run_id, epoch, row[0])
 
 
-class _Release(_Write):
-    __slots__ = ("owner",)
-
-    def __init__(self, run_id: RunId, owner: str) -> None:
-        super().__init__(run_id)
-        self.owner = owner
-
-    def apply(self, cur: sqlite3.Cursor) -> None:
-        cur.execute(_RELEASE, (self.run_id, self.owner))
-        if cur.rowcount == 0 and cur.execute(_RUN_EXISTS, (self.run_id,)).fetchone() is None:
-            raise RunNotFound(self.run_id)
-
-
-def _insert_events(cur: sqlite3.Cursor, run_id: RunId, rows: list[tuple[Any, ...]]) -> None:
+def _insert_events(
+    cur: sqlite3.Cursor, run_id: RunId, rows: list[tuple[Any, ...]], fenced: bool = False
+) -> None:
+    statement = _INSERT_FENCED if fenced else _INSERT_EVENT
     try:
         if len(rows) == 1:
-            cur.execute(_INSERT_EVENT, rows[0])
+            cur.execute(statement, rows[0])
         else:
-            cur.executemany(_INSERT_EVENT, rows)
+            cur.executemany(statement, rows)
     except sqlite3.IntegrityError as exc:
         if not _taken(exc):
             raise

@@ -4,7 +4,9 @@ process. Use it in tests of your own workflows."""
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 import pydantic_core
 
@@ -13,7 +15,8 @@ from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS, encode_stored, link
 from cadenza.runtime.events import Event
 from cadenza.runtime.status import WorkflowStatus
-from cadenza.store.base import RunRecord, Snapshot
+from cadenza.store._rows import command_json
+from cadenza.store.base import CLAIMABLE, DUE_NOW, Command, LeaseLost, RunRecord, Snapshot
 
 
 class MemoryStore:
@@ -26,6 +29,7 @@ class MemoryStore:
         self._events: dict[RunId, list[tuple[Event, bytes]]] = {}
         self._chained: dict[RunId, list[Event]] = {}
         self._snapshots: dict[RunId, tuple[int, bytes]] = {}
+        self._commands: dict[int, Command] = {}
 
     async def open(self) -> None:
         return None
@@ -51,22 +55,29 @@ class MemoryStore:
         error: str | None = None,
         snapshot: Snapshot | None = None,
         durable: bool = True,
+        epoch: int | None = None,
     ) -> None:
         log = self._events.get(run_id)
         if log is None:
             raise RunNotFound(run_id)
+        run = self._runs[run_id]
+        if epoch is not None and run.epoch != epoch:
+            raise LeaseLost(run_id, epoch, run.epoch)
         _check_sequence(run_id, len(log), events)
-        log.extend(_encode(run_id, events))
+        encoded = _encode(run_id, events)
+        body = None
+        if snapshot is not None:
+            # Stored as JSON, like the durable stores: what cannot be stored fails here too.
+            body = pydantic_core.to_json([snapshot.state, snapshot.buffers])
+        log.extend(encoded)
         if status is not None or error is not None:
-            run = self._runs[run_id]
             self._runs[run_id] = run.evolve(
                 status=status or run.status,
                 error=error if error is not None else run.error,
                 updated_at=time.time(),
+                wake_at=None if status is not None and status.terminal else run.wake_at,
             )
-        if snapshot is not None:
-            # Stored as JSON, like the durable stores: what cannot be stored fails here too.
-            body = pydantic_core.to_json([snapshot.state, snapshot.buffers])
+        if snapshot is not None and body is not None:
             self._snapshots[run_id] = (snapshot.seq, body)
 
     async def get_run(self, run_id: RunId) -> RunRecord:
@@ -110,21 +121,113 @@ class MemoryStore:
         state, buffers = pydantic_core.from_json(stored[1])
         return Snapshot(seq=stored[0], state=state, buffers=buffers)
 
+    # -- leases ----------------------------------------------------------------------------
+
     async def claim(
         self, run_id: RunId, owner: str, *, lease_until: float, steal: bool = False
-    ) -> bool:
+    ) -> int | None:
         run = await self.get_run(run_id)
         now = time.time()
         free = run.owner is None or run.owner == owner or (run.lease_until or 0) < now
         if not (free or steal):
-            return False
-        self._runs[run_id] = run.evolve(owner=owner, lease_until=lease_until)
-        return True
+            return None
+        epoch = max(run.epoch, 1) if run.owner == owner else run.epoch + 1
+        self._runs[run_id] = run.evolve(
+            owner=owner, lease_until=lease_until, epoch=epoch, wake_at=_due(run, now)
+        )
+        return epoch
 
-    async def release(self, run_id: RunId, owner: str) -> None:
+    async def claim_due(
+        self,
+        owner: str,
+        *,
+        lease_until: float,
+        limit: int,
+        workflows: Collection[tuple[str, str]] | None = None,
+        queues: Collection[str] | None = None,
+        dead_owners: Collection[str] = (),
+    ) -> list[RunRecord]:
+        now = time.time()
+        wanted = None if workflows is None else set(workflows)
+        due = sorted(
+            (
+                r
+                for r in self._runs.values()
+                if r.wake_at is not None
+                and r.wake_at <= now
+                and r.status in CLAIMABLE
+                and (r.owner is None or (r.lease_until or 0) < now or r.owner in dead_owners)
+                and (queues is None or r.queue in queues)
+                and (wanted is None or (r.workflow, r.version) in wanted)
+            ),
+            key=lambda r: r.wake_at or 0.0,
+        )
+        claimed = []
+        for run in due[: max(limit, 0)]:
+            taken = run.evolve(owner=owner, lease_until=lease_until, epoch=run.epoch + 1)
+            self._runs[run.run_id] = taken
+            claimed.append(taken)
+        return claimed
+
+    async def renew(
+        self, owner: str, leases: Mapping[RunId, int], *, lease_until: float
+    ) -> set[RunId]:
+        held = set()
+        for run_id, epoch in leases.items():
+            run = self._runs.get(run_id)
+            if run is not None and run.owner == owner and run.epoch == epoch:
+                self._runs[run_id] = run.evolve(lease_until=lease_until)
+                held.add(run_id)
+        return held
+
+    async def release(self, run_id: RunId, owner: str, *, wake_at: float | None = DUE_NOW) -> None:
         run = await self.get_run(run_id)
-        if run.owner == owner:
-            self._runs[run_id] = run.evolve(owner=None, lease_until=None)
+        if run.owner != owner:
+            return
+        if run.status.terminal:
+            wake_at = None
+        elif any(c.run_id == run_id and c.done_at is None for c in self._commands.values()):
+            wake_at = time.time()
+        self._runs[run_id] = run.evolve(owner=None, lease_until=None, wake_at=wake_at)
+
+    async def owners(self) -> list[str]:
+        return sorted({r.owner for r in self._runs.values() if r.owner is not None})
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def send_command(
+        self, run_id: RunId, kind: str, data: Mapping[str, Any], *, actor: str = ""
+    ) -> int:
+        run = await self.get_run(run_id)
+        stored = pydantic_core.from_json(command_json(run_id, kind, data))
+        now = time.time()
+        command_id = len(self._commands) + 1
+        self._commands[command_id] = Command(command_id, run_id, kind, stored, actor, now)
+        if not run.status.terminal:
+            self._runs[run_id] = run.evolve(wake_at=_due(run, now))
+        return command_id
+
+    async def pending_commands(self, run_ids: Collection[RunId] | None = None) -> list[Command]:
+        return [
+            c
+            for c in self._commands.values()
+            if c.done_at is None and (run_ids is None or c.run_id in run_ids)
+        ]
+
+    async def finish_command(self, command_id: int, outcome: str) -> None:
+        command = self._commands.get(command_id)
+        if command is not None and command.done_at is None:
+            self._commands[command_id] = replace(command, done_at=time.time(), outcome=outcome)
+
+    async def get_command(self, command_id: int) -> Command | None:
+        return self._commands.get(command_id)
+
+
+def _due(run: RunRecord, now: float) -> float | None:
+    """The run's ``wake_at`` once it must be picked up by now (held, or sent a command)."""
+    if run.status.terminal:
+        return None
+    return now if run.wake_at is None or run.wake_at > now else run.wake_at
 
 
 def _encode(run_id: RunId, events: Sequence[Event]) -> list[tuple[Event, bytes]]:

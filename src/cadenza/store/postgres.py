@@ -2,12 +2,15 @@
 
 Install the extra: ``pip install 'cadenza[postgres]'`` (psycopg 3 with ``psycopg_pool``).
 
-Every write is one transaction on a pooled connection (no group commit): an ``append`` locks
-its run's row (``SELECT … FOR UPDATE``), so appends of one run are serialised across processes,
-reads the last ``seq`` and audit hash, checks that the new events continue the log, and inserts
-them together with the status change and the snapshot, or stores nothing. ``durable=False``
-appends are written at once like durable ones (the contract allows holding them, not losing
-them), so ``close`` has nothing left to write.
+Appends are *group-committed* (:mod:`cadenza.store._pg_writes`): appends of many runs issued
+while a transaction is in flight share the next one, and each append's lease epoch, sequence
+numbers and audit chain are checked under its run's row lock in that transaction, so a stale or
+misnumbered append fails alone. ``durable=False`` appends are written with the next batch (or by
+``close``). Claims, releases and commands are single transactions
+(:mod:`cadenza.store._pg_leases`); due runs are claimed with ``FOR UPDATE SKIP LOCKED``, and a
+store notifies its channel (``LISTEN``/``NOTIFY``) when a run becomes due or a command is sent.
+Circuit-breaker state and bulkhead slots are shared through the database as well
+(:mod:`cadenza.store._pg_resilience`), so every worker sees the same breakers and limits.
 
 The tables live in ``schema`` (created if missing and put first on each connection's
 ``search_path``; default: the server's search path, normally ``public``). Migrations
@@ -26,7 +29,9 @@ database's), as the contract says: machines sharing a store need synchronised cl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -42,10 +47,14 @@ from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS
 from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.runtime.status import TERMINAL, WorkflowStatus
+from cadenza.store import _pg_sql as q
+from cadenza.store._pg_leases import PostgresLeases
+from cadenza.store._pg_resilience import PostgresBreakerBackend, PostgresBulkheads
+from cadenza.store._pg_writes import Append, Create, GroupCommit
 from cadenza.store._rows import dumps as _dumps
 from cadenza.store._rows import event_rows as _event_rows
-from cadenza.store._rows import run_filter
+from cadenza.store._rows import run_filter, run_row
 from cadenza.store._rows import run_from_row as _run_from_row
 from cadenza.store.base import RunRecord, Snapshot
 from cadenza.store.migrate import load_migrations
@@ -59,48 +68,6 @@ ENV_DSN = ("CADENZA_PG", "CADENZA_STORE")
 # The first key of the migration lock (pg_advisory_xact_lock(int, int)); the second is the
 # schema name's hash.
 _MIGRATE_LOCK = 0x0CADE2A
-
-_RUN_COLUMNS = (
-    "run_id, workflow, version, status, target, input, error, created_at, updated_at, "
-    "deadline, owner, lease_until, parent_run_id"
-)
-_SELECT_RUN = _RUN_COLUMNS.replace("input", "input::text")
-_INSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES "
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING"
-)
-_INSERT_EVENT = (
-    "INSERT INTO events (run_id, seq, type, path, scope, attempt, data, ts, prev_hash, hash) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-# Locks the run's row (serialising its appends), then reads its last event's seq and hash.
-_LOCK_RUN = "SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE"
-_LAST_EVENT = "SELECT seq, hash FROM events WHERE run_id = %s ORDER BY seq DESC LIMIT 1"
-_UPDATE_STATUS = (
-    "UPDATE runs SET status = coalesce(%s, status), error = coalesce(%s, error), "
-    "updated_at = %s WHERE run_id = %s"
-)
-_UPSERT_SNAPSHOT = (
-    "INSERT INTO snapshots (run_id, seq, state, buffers) VALUES (%s, %s, %s, %s) "
-    "ON CONFLICT (run_id) DO UPDATE SET "
-    "seq = excluded.seq, state = excluded.state, buffers = excluded.buffers"
-)
-_CLAIM = (
-    "UPDATE runs SET owner = %(owner)s, lease_until = %(lease)s WHERE run_id = %(run)s "
-    "AND (%(steal)s OR owner IS NULL OR owner = %(owner)s OR coalesce(lease_until, 0) < %(now)s)"
-)
-_RELEASE = "UPDATE runs SET owner = NULL, lease_until = NULL WHERE run_id = %s AND owner = %s"
-_RUN_EXISTS = "SELECT 1 FROM runs WHERE run_id = %s"
-_GET_RUN = f"SELECT {_SELECT_RUN} FROM runs WHERE run_id = %s"
-_READ_EVENTS = (
-    "SELECT seq, type, path, scope, attempt, data::text, ts, prev_hash, hash FROM events "
-    "WHERE run_id = %s AND seq > %s ORDER BY seq"
-)
-_LOAD_SNAPSHOT = "SELECT seq, state::text, buffers::text FROM snapshots WHERE run_id = %s"
-_SCHEMA_VERSION_TABLE = (
-    "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
-    "name text NOT NULL, applied_at double precision NOT NULL)"
-)
 
 
 def _where(dsn: str) -> str:
@@ -153,7 +120,7 @@ async def migrate_postgres(conn: psycopg.AsyncConnection[Any], schema: str | Non
             await conn.execute(
                 sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema))
             )
-        await conn.execute(_SCHEMA_VERSION_TABLE)
+        await conn.execute(q.SCHEMA_VERSION_TABLE)
         row = await (
             await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
         ).fetchone()
@@ -172,13 +139,14 @@ async def migrate_postgres(conn: psycopg.AsyncConnection[Any], schema: str | Non
     return latest
 
 
-class PostgresStore:
+class PostgresStore(PostgresLeases):
     """Runs, event logs and snapshots in PostgreSQL (see the module docstring).
 
     ``dsn`` defaults to ``$CADENZA_PG``, else ``$CADENZA_STORE`` (when it is a
     ``postgres://``/``postgresql://`` URL), else :data:`DEFAULT_DSN`. ``schema`` holds the
-    tables (created if missing). ``min_size``/``max_size`` size the connection pool. Call
-    :meth:`open` before use (idempotent) and :meth:`close` at the end."""
+    tables (created if missing). ``min_size``/``max_size`` size the connection pool; ``writers``
+    is how many group-commit transactions may be in flight at once. Call :meth:`open` before
+    use (idempotent) and :meth:`close` at the end (it writes held events first)."""
 
     def __init__(
         self,
@@ -188,6 +156,7 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = 10,
         connect_timeout: float = 10.0,
+        writers: int = 2,
     ) -> None:
         if dsn is None:
             dsn = os.environ.get("CADENZA_PG") or ""
@@ -200,7 +169,13 @@ class PostgresStore:
         self.min_size = min_size
         self.max_size = max_size
         self.connect_timeout = connect_timeout
+        self.writers = writers
+        self.channel = _channel(schema or "")
         self._pool: AsyncConnectionPool[Any] | None = None
+        self._writer = GroupCommit(self._conn, lambda: self.channel, lanes=writers)
+        self._closing = asyncio.Event()
+        self._breakers: PostgresBreakerBackend | None = None
+        self._bulkheads: PostgresBulkheads | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({_where(self.dsn)!r}, schema={self.schema!r})"
@@ -219,6 +194,9 @@ class PostgresStore:
         try:
             async with conn:
                 await migrate_postgres(conn, self.schema)
+                if self.schema is None:  # the server's search path decides: name its channel
+                    row = await (await conn.execute("SELECT current_schema()")).fetchone()
+                    self.channel = _channel(str(row[0]) if row else "")
         except psycopg.Error as exc:
             raise _store_error(exc, self.dsn, "migrating the schema") from exc
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -236,15 +214,42 @@ class PostgresStore:
             await pool.close()
             raise _store_error(exc, self.dsn, "opening the pool") from exc
         self._pool = pool
+        self._closing = asyncio.Event()
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         assert self.schema is not None
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        if self._pool is None:
+            return
+        self._closing.set()
+        try:
+            await self._writer.flush()
+        finally:
+            pool, self._pool = self._pool, None
             await pool.close()
+            if self._breakers is not None:
+                self._breakers.close()
+            if self._bulkheads is not None:
+                await self._bulkheads.close()
+
+    def breaker_backend(self) -> PostgresBreakerBackend:
+        """Circuit-breaker state shared by every engine on this database (see
+        :mod:`cadenza.store._pg_resilience`)."""
+        if self._breakers is None:
+            self._breakers = PostgresBreakerBackend(self.dsn, self.schema, self.connect_timeout)
+        return self._breakers
+
+    def bulkheads(self) -> PostgresBulkheads:
+        """Bulkhead slots counted across every engine on this database."""
+        if self._bulkheads is None:
+            self._bulkheads = PostgresBulkheads(self.dsn, self.schema)
+        return self._bulkheads
+
+    async def flush(self) -> None:
+        """Write every queued append now, held ``durable=False`` events included."""
+        await self._writer.flush()
 
     async def __aenter__(self) -> PostgresStore:
         await self.open()
@@ -267,23 +272,19 @@ class PostgresStore:
     # -- writes --------------------------------------------------------------------------------
 
     async def create_run(self, run: RunRecord, events: Sequence[Event]) -> None:
+        if self._pool is None:
+            raise StoreError(f"{self!r} is not open; await store.open() first")
         run_id = run.run_id
         rows, _ = _event_rows(run_id, 0, GENESIS, events)
         try:
             input_json = _dumps(run.input)
         except ValueError as exc:
             raise StoreError(f"run {run_id!r}: input cannot be stored as JSON: {exc}") from exc
-        row = (
-            run_id, run.workflow, run.version, str(run.status), run.target, input_json,
-            run.error, run.created_at, run.updated_at, run.deadline, run.owner,
-            run.lease_until, run.parent_run_id,
-        )  # fmt: skip
-        async with self._conn(f"creating run {run_id!r}") as conn, conn.transaction():
-            cur = await conn.execute(_INSERT_RUN, row)
-            if cur.rowcount != 1:
-                raise ConflictError(f"run {run_id!r} already exists")
-            if rows:
-                await cur.executemany(_INSERT_EVENT, rows)
+        queued = run.owner is None and run.wake_at is not None  # wake a worker
+        create = Create(run_id, run_row(run, input_json), rows, queued)
+        future = self._writer.submit(create, durable=True)
+        assert future is not None
+        await future
 
     async def append(
         self,
@@ -294,7 +295,10 @@ class PostgresStore:
         error: str | None = None,
         snapshot: Snapshot | None = None,
         durable: bool = True,
+        epoch: int | None = None,
     ) -> None:
+        if self._pool is None:
+            raise StoreError(f"{self!r} is not open; await store.open() first")
         snapshot_row = None
         if snapshot is not None:
             try:
@@ -304,53 +308,24 @@ class PostgresStore:
                     f"run {run_id!r}: snapshot cannot be stored as JSON: {exc}"
                 ) from exc
             snapshot_row = (run_id, snapshot.seq, state, buffers)
-        async with self._conn(f"appending to run {run_id!r}") as conn, conn.transaction():
-            cur = conn.cursor()
-            await cur.execute(_LOCK_RUN, (run_id,))
-            if await cur.fetchone() is None:
-                raise RunNotFound(run_id)
-            await cur.execute(_LAST_EVENT, (run_id,))
-            last = await cur.fetchone()
-            last_seq, head = (last[0], last[1] or GENESIS) if last else (0, GENESIS)
-            rows, _ = _event_rows(run_id, last_seq, head, events)
-            if len(rows) == 1:
-                await cur.execute(_INSERT_EVENT, rows[0])
-            elif rows:
-                await cur.executemany(_INSERT_EVENT, rows)
-            if status is not None or error is not None:
-                new_status = str(status) if status is not None else None
-                await cur.execute(_UPDATE_STATUS, (new_status, error, time.time(), run_id))
-            if snapshot_row is not None:
-                await cur.execute(_UPSERT_SNAPSHOT, snapshot_row)
-
-    async def claim(
-        self, run_id: RunId, owner: str, *, lease_until: float, steal: bool = False
-    ) -> bool:
-        params = {
-            "owner": owner, "lease": lease_until, "run": run_id, "steal": steal, "now": time.time()
-        }  # fmt: skip
-        async with self._conn(f"claiming run {run_id!r}") as conn:
-            cur = await conn.execute(_CLAIM, params)
-            if cur.rowcount == 1:
-                return True
-            if await (await conn.execute(_RUN_EXISTS, (run_id,))).fetchone() is None:
-                raise RunNotFound(run_id)
-            return False
-
-    async def release(self, run_id: RunId, owner: str) -> None:
-        async with self._conn(f"releasing run {run_id!r}") as conn:
-            cur = await conn.execute(_RELEASE, (run_id, owner))
-            if (
-                cur.rowcount == 0
-                and await (await conn.execute(_RUN_EXISTS, (run_id,))).fetchone() is None
-            ):
-                raise RunNotFound(run_id)
+        write = Append(
+            run_id,
+            list(events),
+            str(status) if status is not None else None,
+            error,
+            status in TERMINAL,
+            snapshot_row,
+            epoch,
+        )
+        future = self._writer.submit(write, durable=durable)
+        if future is not None:
+            await future
 
     # -- reads ---------------------------------------------------------------------------------
 
     async def get_run(self, run_id: RunId) -> RunRecord:
         async with self._conn(f"reading run {run_id!r}") as conn:
-            row = await (await conn.execute(_GET_RUN, (run_id,))).fetchone()
+            row = await (await conn.execute(q.GET_RUN, (run_id,))).fetchone()
         if row is None:
             raise RunNotFound(run_id)
         return _run_from_row(row)
@@ -366,15 +341,17 @@ class PostgresStore:
         if found is None:
             return []
         where, params = found
-        query = f"SELECT {_SELECT_RUN} FROM runs {where}ORDER BY created_at DESC, pos DESC LIMIT %s"
+        query = (
+            f"SELECT {q.SELECT_RUN} FROM runs {where}ORDER BY created_at DESC, pos DESC LIMIT %s"
+        )
         async with self._conn("listing runs") as conn:
             rows = await (await conn.execute(query, params)).fetchall()
         return [_run_from_row(row) for row in rows]
 
     async def read_events(self, run_id: RunId, *, after_seq: int = 0) -> list[Event]:
         async with self._conn(f"reading the events of run {run_id!r}") as conn:
-            rows = await (await conn.execute(_READ_EVENTS, (run_id, after_seq))).fetchall()
-            if not rows and await (await conn.execute(_RUN_EXISTS, (run_id,))).fetchone() is None:
+            rows = await (await conn.execute(q.READ_EVENTS, (run_id, after_seq))).fetchall()
+            if not rows and await (await conn.execute(q.RUN_EXISTS, (run_id,))).fetchone() is None:
                 raise RunNotFound(run_id)
         return [
             Event(run_id, seq, EventType(type_), path, scope, attempt, from_json(data), ts, prev, h)
@@ -383,10 +360,18 @@ class PostgresStore:
 
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None:
         async with self._conn(f"loading the snapshot of run {run_id!r}") as conn:
-            row = await (await conn.execute(_LOAD_SNAPSHOT, (run_id,))).fetchone()
+            row = await (await conn.execute(q.LOAD_SNAPSHOT, (run_id,))).fetchone()
             if row is None:
-                if await (await conn.execute(_RUN_EXISTS, (run_id,))).fetchone() is None:
+                if await (await conn.execute(q.RUN_EXISTS, (run_id,))).fetchone() is None:
                     raise RunNotFound(run_id)
                 return None
         seq, state, buffers = row
         return Snapshot(seq=seq, state=from_json(state), buffers=from_json(buffers))
+
+
+def _channel(schema: str) -> str:
+    """The NOTIFY channel of the tables in ``schema`` (at most 63 bytes, an identifier)."""
+    name = f"cadenza_{schema}" if schema else "cadenza"
+    if len(name.encode()) > 63:
+        name = "cadenza_" + hashlib.sha256(schema.encode()).hexdigest()[:40]
+    return name

@@ -1,8 +1,11 @@
 """A durable store in one SQLite file: the default for a single machine.
 
-Writes are *group-committed*: every write (``create_run``, ``append``, ``claim``,
-``release``) issued during one event-loop iteration joins a batch, and the batch is written in a
-single ``BEGIN IMMEDIATE … COMMIT`` scheduled with ``loop.call_soon``. One run's
+Writes are *group-committed*: every write (``create_run``, ``append``, claims, renewals,
+releases and commands, see :mod:`cadenza.store._sqlite_leases`) issued during one event-loop
+iteration joins a batch, and the batch is written in a single ``BEGIN IMMEDIATE … COMMIT``
+scheduled with ``loop.call_soon``. A fenced append (``epoch=``) is stored only while the run's
+lease epoch is still the writer's, checked inside the batch under SQLite's one write lock (so
+it holds across processes on one machine). One run's
 :class:`ConflictError` fails only that write: the batch is first applied without per-write
 savepoints, and if a write fails, that pass is rolled back and redone with each write in its own
 ``SAVEPOINT`` (conflicts are rare; a savepoint per write costs about a third of a large
@@ -36,8 +39,9 @@ from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.status import TERMINAL, WorkflowStatus
 from cadenza.store._rows import dumps as _dumps
 from cadenza.store._rows import event_rows as _event_rows
-from cadenza.store._rows import run_filter
+from cadenza.store._rows import run_filter, run_row
 from cadenza.store._rows import run_from_row as _run_from_row
+from cadenza.store._sqlite_leases import SQLiteLeases
 from cadenza.store._sqlite_migrate import migrate_sqlite, split_sql_script
 from cadenza.store._sqlite_writes import (
     _GET_RUN,
@@ -50,9 +54,7 @@ from cadenza.store._sqlite_writes import (
     _Append,
     _apply,
     _as_store_error,
-    _Claim,
     _CreateRun,
-    _Release,
     _Write,
 )
 from cadenza.store.base import RunRecord, Snapshot
@@ -69,7 +71,7 @@ ENV_PATH = "CADENZA_DB"
 _LAST_SEQ_CACHE_LIMIT = 100_000
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteLeases):
     """Runs, event logs and snapshots in one SQLite file (WAL mode).
 
     ``path`` defaults to ``$CADENZA_DB``, else ``./cadenza.db``; ``":memory:"`` gives a private
@@ -174,21 +176,7 @@ class SQLiteStore:
             input_json = _dumps(run.input)
         except ValueError as exc:
             raise StoreError(f"run {run_id!r}: input cannot be stored as JSON: {exc}") from exc
-        row = (
-            run_id,
-            run.workflow,
-            run.version,
-            str(run.status),
-            run.target,
-            input_json,
-            run.error,
-            run.created_at,
-            run.updated_at,
-            run.deadline,
-            run.owner,
-            run.lease_until,
-            run.parent_run_id,
-        )
+        row = run_row(run, input_json)
         self._last[run_id] = (len(rows), head)
         await self._submit(_CreateRun(run_id, row, rows))
 
@@ -201,6 +189,7 @@ class SQLiteStore:
         error: str | None = None,
         snapshot: Snapshot | None = None,
         durable: bool = True,
+        epoch: int | None = None,
     ) -> None:
         cur = self._require_open()
         cached = self._last.get(run_id)
@@ -234,6 +223,7 @@ class SQLiteStore:
             time.time() if status is not None or error is not None else 0.0,
             snapshot_row,
             status in TERMINAL,
+            epoch,
         )
         if not durable:
             self._queue.append(write)  # written with the next batch, or by close()
@@ -244,16 +234,6 @@ class SQLiteStore:
         if self._flush_handle is None:
             self._flush_handle = loop.call_soon(self._flush)
         await future
-
-    async def claim(
-        self, run_id: RunId, owner: str, *, lease_until: float, steal: bool = False
-    ) -> bool:
-        self._require_open()
-        return bool(await self._submit(_Claim(run_id, owner, lease_until, steal)))
-
-    async def release(self, run_id: RunId, owner: str) -> None:
-        self._require_open()
-        await self._submit(_Release(run_id, owner))
 
     def _submit(self, write: _Write) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
