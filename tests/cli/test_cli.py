@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,6 +127,12 @@ def test_runs_list_and_show(db: Path) -> None:
 
     code, out, _ = invoke("runs", "show", run["run_id"])
     assert code == 0 and "quality_check" in out and "completed" in out
+
+    code, out, _ = invoke("runs", "list")
+    cells = [[c.strip() for c in re.split("[│┃]", line)[1:-1]] for line in out.splitlines()]
+    header = next(c for c in cells if c and c[0] == "run")  # headings sit over their values
+    row = next(c for c in cells if c and run["run_id"].startswith(c[0].rstrip("…")) and c[0])
+    assert len(header) == len(row) == 6 and row[2].startswith("COMPL")
 
     code, _, err = invoke("runs", "list", "--status", "bogus")
     assert code == 2 and "'BOGUS' is not a valid WorkflowStatus" in err

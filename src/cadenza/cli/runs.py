@@ -52,8 +52,10 @@ def runs_list(
     if as_json:
         out.print_json(dumps([_record_json(r) for r in records]))
         return
-    table = Table("workflow", "status", "created", "duration", "error")
+    table = Table()
     table.add_column("run", no_wrap=True, min_width=32)
+    for heading in ("workflow", "status", "created", "duration", "error"):
+        table.add_column(heading)
     for r in records:
         table.add_row(
             r.run_id,
