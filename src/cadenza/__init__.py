@@ -46,7 +46,8 @@ from cadenza.runtime.context import ExecutionContext
 from cadenza.runtime.engine import Engine, RunResult
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.status import WorkflowStatus
-from cadenza.store.base import RunRecord, Store
+from cadenza.runtime.worker import Worker
+from cadenza.store.base import LeaseLost, RunRecord, Store
 from cadenza.store.memory import MemoryStore
 
 
@@ -87,6 +88,7 @@ __all__ = [
     "NonRetryableError",
     # running
     "Engine",
+    "Worker",
     "ExecutionContext",
     "RunId",
     "RunResult",
@@ -113,6 +115,7 @@ __all__ = [
     "SQLiteStore",
     "PostgresStore",
     "Store",
+    "LeaseLost",
     # errors
     "ApprovalDenied",
     "CadenzaError",
