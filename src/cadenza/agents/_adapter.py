@@ -13,7 +13,7 @@ import importlib
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -220,3 +220,21 @@ def _safe_name(name: str) -> str:
 
 def _jsonschema() -> Any:
     return import_sdk("jsonschema", package="jsonschema", needed_by="a JSON-schema output")
+
+
+def make_client(
+    factory: Callable[..., Any],
+    error: type[Exception],
+    what: str,
+    *,
+    timeout: float | None,
+    **options: Any,
+) -> Any:
+    """An SDK client, with the SDK's refusal to build one (a missing API key, say) as a
+    ModelError that names the model."""
+    if timeout is not None:
+        options["timeout"] = timeout
+    try:
+        return factory(**options)
+    except error as exc:
+        raise ModelError(f"{what}: {exc}") from exc

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cadenza.agents._adapter import (
     OutputFormat,
     import_sdk,
+    make_client,
     output_format,
     stop_reason,
     to_model_error,
@@ -65,19 +66,16 @@ class AnthropicModel:
         self.default_max_tokens = default_max_tokens
         self._sdk = import_sdk("anthropic", package="anthropic", needed_by="AnthropicModel")
         if client is None:
-            options: dict[str, Any] = {}
-            if timeout is not None:
-                options["timeout"] = timeout
-            try:
-                client = self._sdk.AsyncAnthropic(
-                    api_key=api_key,
-                    base_url=base_url,
-                    max_retries=max_retries,
-                    default_headers=default_headers,
-                    **options,
-                )
-            except self._sdk.AnthropicError as exc:
-                raise ModelError(f"{self.name}: cannot create the Anthropic client: {exc}") from exc
+            client = make_client(
+                self._sdk.AsyncAnthropic,
+                self._sdk.AnthropicError,
+                f"{self.name}: cannot create the Anthropic client",
+                timeout=timeout,
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=max_retries,
+                default_headers=default_headers,
+            )
         self.client: AsyncAnthropic = client
 
     def __repr__(self) -> str:

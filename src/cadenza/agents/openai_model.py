@@ -15,6 +15,7 @@ from cadenza.agents._adapter import (
     OutputFormat,
     decode_arguments,
     import_sdk,
+    make_client,
     output_format,
     parse_output_text,
     stop_reason,
@@ -73,19 +74,16 @@ class OpenAIModel:
         self.extra_body = dict(extra_body) if extra_body else None
         self._sdk = import_sdk("openai", package="openai", needed_by="OpenAIModel")
         if client is None:
-            options: dict[str, Any] = {}
-            if timeout is not None:
-                options["timeout"] = timeout
-            try:
-                client = self._sdk.AsyncOpenAI(
-                    api_key=api_key,
-                    base_url=base_url,
-                    max_retries=max_retries,
-                    default_headers=default_headers,
-                    **options,
-                )
-            except self._sdk.OpenAIError as exc:
-                raise ModelError(f"{self.name}: cannot create the OpenAI client: {exc}") from exc
+            client = make_client(
+                self._sdk.AsyncOpenAI,
+                self._sdk.OpenAIError,
+                f"{self.name}: cannot create the OpenAI client",
+                timeout=timeout,
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=max_retries,
+                default_headers=default_headers,
+            )
         self.client: AsyncOpenAI = client
 
     def __repr__(self) -> str:
