@@ -113,34 +113,18 @@ class CompiledStateGraph:
         **kwargs: Any,
     ) -> Any:
         """Run the graph to its end (or an interrupt) and return the output state."""
+        options = _options(context, interrupt_before, interrupt_after, durability)
         if stream_mode != "values":
-            return list(
-                self.stream(
-                    input,
-                    config,
-                    context=context,
-                    stream_mode=stream_mode,
-                    output_keys=output_keys,
-                    interrupt_before=interrupt_before,
-                    interrupt_after=interrupt_after,
-                    durability=durability,
-                    version=version,
-                )
+            stream = self.stream(
+                input,
+                config,
+                stream_mode=stream_mode,
+                output_keys=output_keys,
+                version=version,
+                **options,
             )
-        loop = make_loop(
-            self,
-            input,
-            config,
-            modes=frozenset(),
-            out=None,
-            output_keys=output_keys,
-            interrupt_before=interrupt_before,
-            interrupt_after=interrupt_after,
-            durability=durability,
-            subgraphs=False,
-            context=context,
-            is_async=False,
-        )
+            return list(stream)
+        loop = self._loop(input, config, None, None, output_keys, False, False, options)
         for _ in drive(loop):
             pass
         return invoke_output(loop, version)
@@ -161,35 +145,18 @@ class CompiledStateGraph:
         **kwargs: Any,
     ) -> Any:
         """``invoke`` on the event loop: async nodes run concurrently, sync ones in threads."""
+        options = _options(context, interrupt_before, interrupt_after, durability)
         if stream_mode != "values":
-            return [
-                chunk
-                async for chunk in self.astream(
-                    input,
-                    config,
-                    context=context,
-                    stream_mode=stream_mode,
-                    output_keys=output_keys,
-                    interrupt_before=interrupt_before,
-                    interrupt_after=interrupt_after,
-                    durability=durability,
-                    version=version,
-                )
-            ]
-        loop = make_loop(
-            self,
-            input,
-            config,
-            modes=frozenset(),
-            out=None,
-            output_keys=output_keys,
-            interrupt_before=interrupt_before,
-            interrupt_after=interrupt_after,
-            durability=durability,
-            subgraphs=False,
-            context=context,
-            is_async=True,
-        )
+            stream = self.astream(
+                input,
+                config,
+                stream_mode=stream_mode,
+                output_keys=output_keys,
+                version=version,
+                **options,
+            )
+            return [chunk async for chunk in stream]
+        loop = self._loop(input, config, None, None, output_keys, False, True, options)
         async for _ in adrive(loop):
             pass
         return invoke_output(loop, version)
@@ -214,20 +181,8 @@ class CompiledStateGraph:
         """Run the graph, yielding what ``stream_mode`` asks for as it happens."""
         mode = self._default_mode(stream_mode)
         out = Buffer()
-        loop = make_loop(
-            self,
-            input,
-            config,
-            modes=modes_of(mode),
-            out=out,
-            output_keys=self.stream_channels if output_keys is None else output_keys,
-            interrupt_before=interrupt_before,
-            interrupt_after=interrupt_after,
-            durability=durability,
-            subgraphs=subgraphs,
-            context=context,
-            is_async=False,
-        )
+        options = _options(context, interrupt_before, interrupt_after, durability)
+        loop = self._loop(input, config, mode, out, output_keys, subgraphs, False, options)
         for _ in drive(loop, eager=eager(loop)):
             while out:
                 yield format_chunk(out.popleft(), mode, subgraphs, version)
@@ -253,23 +208,39 @@ class CompiledStateGraph:
         mode = self._default_mode(stream_mode)
         wake = asyncio.Event()
         out = Buffer(wake)
-        loop = make_loop(
-            self,
-            input,
-            config,
-            modes=modes_of(mode),
-            out=out,
-            output_keys=self.stream_channels if output_keys is None else output_keys,
-            interrupt_before=interrupt_before,
-            interrupt_after=interrupt_after,
-            durability=durability,
-            subgraphs=subgraphs,
-            context=context,
-            is_async=True,
-        )
+        options = _options(context, interrupt_before, interrupt_after, durability)
+        loop = self._loop(input, config, mode, out, output_keys, subgraphs, True, options)
         async for _ in adrive(loop, wake if eager(loop) else None):
             while out:
                 yield format_chunk(out.popleft(), mode, subgraphs, version)
+
+    def _loop(
+        self,
+        input: Any,
+        config: Mapping[str, Any] | None,
+        mode: str | list[str] | None,
+        out: Buffer | None,
+        output_keys: Sequence[str] | str | None,
+        subgraphs: bool,
+        is_async: bool,
+        options: dict[str, Any],
+    ) -> Any:
+        """The loop of one call; ``mode`` ``None`` is invoke's: nothing streamed, and the
+        output keys the caller gave."""
+        if mode is not None and output_keys is None:
+            output_keys = self.stream_channels
+        modes = frozenset() if mode is None else modes_of(mode)
+        return make_loop(
+            self,
+            input,
+            config,
+            modes=modes,
+            out=out,
+            output_keys=output_keys,
+            subgraphs=subgraphs,
+            is_async=is_async,
+            **options,
+        )
 
     def _default_mode(self, stream_mode: str | Sequence[str] | None) -> str | list[str]:
         if stream_mode is None:
@@ -339,3 +310,15 @@ class CompiledStateGraph:
         task_id: str | None = None,
     ) -> dict[str, Any]:
         return await state_update.aupdate_state(self, config, values, as_node)
+
+
+def _options(
+    context: Any, interrupt_before: Any, interrupt_after: Any, durability: str | None
+) -> dict[str, Any]:
+    """The run options every entry point passes through unchanged."""
+    return {
+        "context": context,
+        "interrupt_before": interrupt_before,
+        "interrupt_after": interrupt_after,
+        "durability": durability,
+    }
