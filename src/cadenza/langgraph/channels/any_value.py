@@ -7,18 +7,14 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 from cadenza.langgraph._keys import MISSING
-from cadenza.langgraph.channels.base import BaseChannel
-from cadenza.langgraph.errors import EmptyChannelError, InvalidUpdateError
+from cadenza.langgraph.channels.base import ValueChannel
+from cadenza.langgraph.errors import InvalidUpdateError
 
 __all__ = ("AnyValue", "UntrackedValue")
 
 
-class AnyValue(BaseChannel[Any, Any, Any]):
-    __slots__ = ("value",)
-
-    def __init__(self, typ: Any, key: str = "") -> None:
-        super().__init__(typ, key)
-        self.value: Any = MISSING
+class AnyValue(ValueChannel):
+    __slots__ = ()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AnyValue)
@@ -40,25 +36,13 @@ class AnyValue(BaseChannel[Any, Any, Any]):
         self.value = values[-1]
         return True
 
-    def get(self) -> Any:
-        if self.value is MISSING:
-            raise EmptyChannelError()
-        return self.value
 
-    def is_available(self) -> bool:
-        return self.value is not MISSING
-
-    def checkpoint(self) -> Any:
-        return self.value
-
-
-class UntrackedValue(BaseChannel[Any, Any, Any]):
-    __slots__ = ("guard", "value")
+class UntrackedValue(ValueChannel):
+    __slots__ = ("guard",)
 
     def __init__(self, typ: Any, guard: bool = True) -> None:
         super().__init__(typ)
         self.guard = guard
-        self.value: Any = MISSING
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, UntrackedValue) and other.guard == self.guard
@@ -89,11 +73,3 @@ class UntrackedValue(BaseChannel[Any, Any, Any]):
             )
         self.value = values[-1]
         return True
-
-    def get(self) -> Any:
-        if self.value is MISSING:
-            raise EmptyChannelError()
-        return self.value
-
-    def is_available(self) -> bool:
-        return self.value is not MISSING

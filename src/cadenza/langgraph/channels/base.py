@@ -16,7 +16,7 @@ Value = TypeVar("Value")
 Update = TypeVar("Update")
 C = TypeVar("C")
 
-__all__ = ("BaseChannel", "EmptyChannelError")
+__all__ = ("BaseChannel", "EmptyChannelError", "ValueChannel")
 
 
 class BaseChannel(Generic[Value, Update, C], ABC):
@@ -70,3 +70,24 @@ class BaseChannel(Generic[Value, Update, C], ABC):
     def finish(self) -> bool:
         """Called when the run would otherwise end; return whether it changed."""
         return False
+
+
+class ValueChannel(BaseChannel[Any, Any, Any]):
+    """A channel holding one value (``MISSING`` while empty), stored as it is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, typ: Any, key: str = "") -> None:
+        super().__init__(typ, key)
+        self.value: Any = MISSING
+
+    def get(self) -> Any:
+        if self.value is MISSING:
+            raise EmptyChannelError()
+        return self.value
+
+    def is_available(self) -> bool:
+        return self.value is not MISSING
+
+    def checkpoint(self) -> Any:
+        return self.value

@@ -7,9 +7,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NotRequired, Required, Self
 
 from cadenza.langgraph._keys import MISSING
-from cadenza.langgraph.channels.base import BaseChannel
+from cadenza.langgraph.channels.base import ValueChannel
 from cadenza.langgraph.errors import (
-    EmptyChannelError,
     ErrorCode,
     InvalidUpdateError,
     create_error_message,
@@ -59,11 +58,11 @@ def _same_reducer(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     return a is b
 
 
-class BinaryOperatorAggregate(BaseChannel[Any, Any, Any]):
+class BinaryOperatorAggregate(ValueChannel):
     """Starts at ``typ()`` when the type can be built without arguments (``[]`` for a
     list), so the key reads as that empty value before any write."""
 
-    __slots__ = ("operator", "value")
+    __slots__ = ("operator",)
 
     def __init__(self, typ: Any, operator: Callable[[Any, Any], Any]) -> None:
         super().__init__(typ)
@@ -71,7 +70,7 @@ class BinaryOperatorAggregate(BaseChannel[Any, Any, Any]):
         base = _base_type(typ)
         base = _ABSTRACT.get(base, base)
         try:
-            self.value: Any = base()
+            self.value = base()
         except Exception:
             self.value = MISSING
 
@@ -117,14 +116,3 @@ class BinaryOperatorAggregate(BaseChannel[Any, Any, Any]):
             elif not overwritten:
                 self.value = self.operator(self.value, value)
         return True
-
-    def get(self) -> Any:
-        if self.value is MISSING:
-            raise EmptyChannelError()
-        return self.value
-
-    def is_available(self) -> bool:
-        return self.value is not MISSING
-
-    def checkpoint(self) -> Any:
-        return self.value

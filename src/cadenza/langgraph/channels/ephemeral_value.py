@@ -6,19 +6,18 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 from cadenza.langgraph._keys import MISSING
-from cadenza.langgraph.channels.base import BaseChannel
-from cadenza.langgraph.errors import EmptyChannelError, InvalidUpdateError
+from cadenza.langgraph.channels.base import ValueChannel
+from cadenza.langgraph.errors import InvalidUpdateError
 
 __all__ = ("EphemeralValue",)
 
 
-class EphemeralValue(BaseChannel[Any, Any, Any]):
-    __slots__ = ("guard", "value")
+class EphemeralValue(ValueChannel):
+    __slots__ = ("guard",)
 
     def __init__(self, typ: Any, guard: bool = True) -> None:
         super().__init__(typ)
         self.guard = guard
-        self.value: Any = MISSING
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, EphemeralValue) and other.guard == self.guard
@@ -51,14 +50,3 @@ class EphemeralValue(BaseChannel[Any, Any, Any]):
             )
         self.value = values[-1]
         return True
-
-    def get(self) -> Any:
-        if self.value is MISSING:
-            raise EmptyChannelError()
-        return self.value
-
-    def is_available(self) -> bool:
-        return self.value is not MISSING
-
-    def checkpoint(self) -> Any:
-        return self.value

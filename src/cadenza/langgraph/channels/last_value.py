@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 from cadenza.langgraph._keys import MISSING
-from cadenza.langgraph.channels.base import BaseChannel
+from cadenza.langgraph.channels.base import BaseChannel, ValueChannel
 from cadenza.langgraph.errors import (
     EmptyChannelError,
     ErrorCode,
@@ -17,12 +17,8 @@ from cadenza.langgraph.errors import (
 __all__ = ("LastValue", "LastValueAfterFinish")
 
 
-class LastValue(BaseChannel[Any, Any, Any]):
-    __slots__ = ("value",)
-
-    def __init__(self, typ: Any, key: str = "") -> None:
-        super().__init__(typ, key)
-        self.value: Any = MISSING
+class LastValue(ValueChannel):
+    __slots__ = ()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LastValue)
@@ -53,17 +49,6 @@ class LastValue(BaseChannel[Any, Any, Any]):
             )
         self.value = values[-1]
         return True
-
-    def get(self) -> Any:
-        if self.value is MISSING:
-            raise EmptyChannelError()
-        return self.value
-
-    def is_available(self) -> bool:
-        return self.value is not MISSING
-
-    def checkpoint(self) -> Any:
-        return self.value
 
 
 class LastValueAfterFinish(BaseChannel[Any, Any, Any]):
