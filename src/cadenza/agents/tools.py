@@ -23,6 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, overload
 
+import docstring_parser
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -191,89 +192,18 @@ def observation(result: Any) -> str:
 
 # -- docstrings -------------------------------------------------------------------------------
 
-_SECTION = re.compile(
-    r"^(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments|Returns?|Yields?|"
-    r"Raises|Examples?|Notes?|See Also|Attributes|Warnings?)\s*:?\s*$"
-)
-_GOOGLE_ITEM = re.compile(r"^(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
-_NUMPY_ITEM = re.compile(r"^(\w+)\s*(:.*)?$")
-_SPHINX = re.compile(r":param\s+(?:[\w\[\], .|]+\s+)?(\w+)\s*:\s*(.*)")
-
 
 def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """The summary (text before the first section) and the parameters' descriptions."""
-    lines = doc.expandtabs().splitlines()
-    summary: list[str] = []
-    params: dict[str, str] = {}
-    i = 0
-    while i < len(lines) and not _SECTION.match(lines[i].strip()) and ":param" not in lines[i]:
-        summary.append(lines[i].strip())
-        i += 1
-    while i < len(lines):
-        header = lines[i].strip()
-        section = _SECTION.match(header)
-        i += 1
-        if section is None:
-            sphinx = _SPHINX.search(header)
-            if sphinx:
-                params[sphinx.group(1)] = sphinx.group(2).strip()
-            continue
-        if i < len(lines) and set(lines[i].strip()) == {"-"}:
-            i += 1  # numpy underline
-            numpy = True
-        else:
-            numpy = False
-        body: list[str] = []
-        while i < len(lines) and not _SECTION.match(lines[i].strip()):
-            body.append(lines[i])
-            i += 1
-        if section.group(1).lower() in ("args", "arguments", "parameters", "params") or (
-            section.group(1).lower().startswith("keyword")
-        ):
-            params.update(_numpy_items(body) if numpy else _google_items(body))
-    text = " ".join(" ".join(summary).split())
-    return text, params
+    """The summary (text before the first section) and the parameters' descriptions, from a
+    Google, numpy or Sphinx docstring."""
+    parsed = docstring_parser.parse(inspect.cleandoc(doc))
+    summary = " ".join(filter(None, (parsed.short_description, parsed.long_description)))
+    params = {p.arg_name.lstrip("*"): _one_line(p.description or "") for p in parsed.params}
+    return _one_line(summary), params
 
 
-def _google_items(body: list[str]) -> dict[str, str]:
-    items: dict[str, list[str]] = {}
-    indent: int | None = None
-    current: str | None = None
-    for line in body:
-        if not line.strip():
-            continue
-        depth = len(line) - len(line.lstrip())
-        if indent is None:
-            indent = depth
-        match = _GOOGLE_ITEM.match(line.strip())
-        if depth <= indent and match:
-            current = match.group(1).lstrip("*")
-            items[current] = [match.group(3)]
-        elif current is not None:
-            items[current].append(line.strip())
-    return {k: " ".join(" ".join(v).split()) for k, v in items.items()}
-
-
-def _numpy_items(body: list[str]) -> dict[str, str]:
-    items: dict[str, list[str]] = {}
-    current: str | None = None
-    indent: int | None = None
-    for line in body:
-        if not line.strip():
-            continue
-        depth = len(line) - len(line.lstrip())
-        if indent is None:
-            indent = depth
-        match = _NUMPY_ITEM.match(line.strip())
-        if depth <= indent and match:
-            current = match.group(1)
-            items[current] = []
-        elif current is not None:
-            items[current].append(line.strip())
-    return {k: " ".join(" ".join(v).split()) for k, v in items.items()}
-
-
-# -- schema -----------------------------------------------------------------------------------
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _arguments_model(
