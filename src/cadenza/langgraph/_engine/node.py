@@ -96,20 +96,19 @@ class Node:
 
     def produce(self, task: Task, output: Any) -> None:
         """Append the writes ``output`` makes to ``task.writes``."""
-        writes = task.writes
-        if type(output) is dict and not self.root_updates:
-            keys = self.update_keys
-            writes.extend([(k, v) for k, v in output.items() if k in keys])
-        else:
-            writes.extend(self.updates(output))
-            writes.extend(control_writes(output))
-        if self.static_writes:
-            writes.extend(self.static_writes)
+        self._write(task, output)
         for branch in self.branches:
             branch.route(task, output)
 
     async def aproduce(self, task: Task, output: Any) -> None:
         """``produce`` for the async API, where conditional edges may be coroutines."""
+        self._write(task, output)
+        for branch in self.branches:
+            await branch.aroute(task, output)
+
+    def _write(self, task: Task, output: Any) -> None:
+        """The task's writes from the node's output: its state keys, control writes (a
+        ``Command``), and the node's static writes."""
         writes = task.writes
         if type(output) is dict and not self.root_updates:
             keys = self.update_keys
@@ -119,8 +118,6 @@ class Node:
             writes.extend(control_writes(output))
         if self.static_writes:
             writes.extend(self.static_writes)
-        for branch in self.branches:
-            await branch.aroute(task, output)
 
     def updates(self, output: Any) -> list[tuple[str, Any]]:
         """The state writes a return value makes (LangGraph's ``_get_updates``)."""
