@@ -6,11 +6,13 @@ tasks concurrently and does every checkpointer call through the saver's async me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from cadenza.langgraph._engine.loop import Loop
 from cadenza.langgraph._engine.runner import arun_task, run_task
+from cadenza.langgraph._engine.writeback import flush_saver
 from cadenza.langgraph.errors import (
     ErrorCode,
     GraphInterrupt,
@@ -41,6 +43,8 @@ def drive(loop: Loop, eager: bool = False) -> Iterator[None]:
     as LangGraph drops it."""
     try:
         saver = loop.saver
+        if saver is not None:
+            flush_saver(saver)  # a subgraph reads what its parent may still be writing
         loop.start(saver.get_tuple(loop.load_config()) if saver is not None else None)
         while loop.tick():
             yield
@@ -58,10 +62,15 @@ def drive(loop: Loop, eager: bool = False) -> Iterator[None]:
                 yield from _run_all(loop, tasks)
             loop.after_tick()
     except BaseException as exc:
-        if not loop.exit(exc):
+        handled = loop.exit(exc)
+        if not handled:
+            with contextlib.suppress(Exception):  # the run's own error is the one to raise
+                loop.settle()
             raise
+        loop.settle()
     else:
         loop.exit(None)
+        loop.settle()
     yield
     if loop.status == "out_of_steps":
         raise recursion_error(loop)
@@ -105,6 +114,8 @@ async def adrive(loop: Loop, wake: asyncio.Event | None = None) -> AsyncIterator
     it finishes."""
     try:
         saver = loop.saver
+        if saver is not None:
+            flush_saver(saver)  # calls a sync run in another thread handed to the writer
         saved = await saver.aget_tuple(loop.load_config()) if saver is not None else None
         loop.start(saved)
         await _flush(loop)

@@ -25,6 +25,7 @@ from cadenza.langgraph._engine.ids import is_interrupt_id
 from cadenza.langgraph._engine.loop_record import Recorder, accepts_task_path
 from cadenza.langgraph._engine.loop_services import TaskServices
 from cadenza.langgraph._engine.pending import pending_interrupts
+from cadenza.langgraph._engine.writeback import Owner, writer_for
 from cadenza.langgraph._keys import (
     CHECKPOINT_ID,
     CHECKPOINT_NS,
@@ -128,6 +129,13 @@ class Loop(Recorder, TaskServices):
         self.step = 0
         self.stop = 0
         self.io: list[tuple[str, tuple[Any, ...]]] | None = [] if is_async else None
+        # "async" durability, sync driver: the saver's background writer makes the calls
+        self.writer = (
+            writer_for(saver)
+            if saver is not None and durability == "async" and not is_async
+            else None
+        )
+        self.owner = Owner()
         self.addressed = not self.nested and bool(config[CONF].get(CHECKPOINT_ID))
         self.replaying = False
         self.messages: Any = None
@@ -175,15 +183,21 @@ class Loop(Recorder, TaskServices):
         self.updated_channels = self._first(self.updated_channels)
 
     def _save(self, method: str, *args: Any) -> None:
-        """Call the saver now, or (async driver) queue the call for its async form.
-
-        Every durability mode but ``"exit"`` stores a step's checkpoint before the next step
-        starts: LangGraph's default (``"async"``) writes it while the next step runs, which
-        gains nothing when nodes and the saver share one interpreter lock, and may lose it."""
+        """Call the saver now ("sync", "exit"), hand the call to the saver's background
+        writer ("async", see ``writeback.py``), or (async driver) queue it for its async form,
+        which the driver awaits before the next step."""
         if self.io is not None:
             self.io.append((method, args))
+        elif self.writer is not None:
+            self.writer.submit(self.owner, method, args)
         else:
             getattr(self.saver, method)(*args)
+
+    def settle(self) -> None:
+        """Wait until the calls handed to the background writer are stored; raise the first
+        error one of them met."""
+        if self.writer is not None:
+            self.writer.flush(self.owner)
 
     def take_io(self) -> list[tuple[str, tuple[Any, ...]]]:
         io = self.io or []

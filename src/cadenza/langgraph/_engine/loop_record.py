@@ -29,6 +29,7 @@ from cadenza.langgraph.errors import GraphBubbleUp, GraphInterrupt
 
 if TYPE_CHECKING:
     from cadenza.langgraph._engine.task import Task
+    from cadenza.langgraph._engine.writeback import WriteBehind
 
 __all__ = ("Recorder", "accepts_task_path")
 
@@ -49,6 +50,7 @@ class Recorder:
     """The recording half of ``Loop`` (which defines the attributes used here)."""
 
     saver: Any
+    writer: WriteBehind | None
     durability: str
     ns: str
     ns_tuple: tuple[str, ...]
@@ -207,6 +209,13 @@ class Recorder:
         moved = new_versions(self.prev_versions, versions)
         self.prev_versions = dict(versions)
         self._save("put", put_config, checkpoint, self.checkpoint_metadata, moved)
+        if self.writer is not None:
+            # the writer stores ``checkpoint`` later: the next step changes a copy of it
+            self.checkpoint = {
+                **checkpoint,
+                "channel_versions": dict(versions),
+                "versions_seen": dict(checkpoint["versions_seen"]),
+            }
         self.checkpoint_config = {
             **put_config,
             CONF: {**put_config[CONF], CHECKPOINT_ID: checkpoint["id"]},

@@ -15,6 +15,7 @@ from cadenza.langgraph._engine.loop import Loop
 from cadenza.langgraph._engine.pending import TaskStatus, task_statuses
 from cadenza.langgraph._engine.runconfig import ensure_config, patch_configurable
 from cadenza.langgraph._engine.task import Task
+from cadenza.langgraph._engine.writeback import flush_saver
 from cadenza.langgraph._keys import (
     CHECKPOINT_ID,
     CHECKPOINT_MAP,
@@ -43,6 +44,7 @@ def saver_for(graph: CompiledStateGraph, config: Mapping[str, Any]) -> Any:
     )
     if saver is None:
         raise ValueError("No checkpointer set")
+    flush_saver(saver)  # what runs handed to its background writer is read back
     return saver
 
 

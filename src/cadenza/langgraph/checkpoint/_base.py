@@ -96,6 +96,21 @@ class CadenzaSaverBase(BaseCheckpointSaver[str]):
     ) -> None:
         self._run(_ops.put_writes(self._ctx, config, writes, task_id, task_path), write=True)
 
+    def save_batch(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Make several ``put``/``put_writes`` calls, given as ``(method, args)``, in one
+        transaction: all are stored or, on an error, none. The facade's background writer
+        uses it to store the checkpoints of several steps with one commit."""
+        ctx = self._ctx
+        ops: list[Op[Any]] = []
+        for method, args in calls:
+            if method == "put":
+                ops.append(_ops.put(ctx, *args))
+            elif method == "put_writes":
+                ops.append(_ops.put_writes(ctx, *args))
+            else:
+                raise ValueError(f"save_batch: {method!r} is not put or put_writes")
+        self._run(_ops.sequence(ops), write=True)
+
     def delete_thread(self, thread_id: str) -> None:
         self._run(_maintenance.delete_thread(self._ctx, thread_id), write=True)
 

@@ -116,6 +116,14 @@ async def adrive(cur: Any, op: Op[T]) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
+def sequence(ops: Sequence[Op[Any]]) -> Op[list[Any]]:
+    """One operation that runs ``ops`` in order (in one transaction) and returns their results."""
+    results = []
+    for op in ops:
+        results.append((yield from op))
+    return results
+
+
 # -- config and metadata ------------------------------------------------------------------------
 
 
@@ -245,7 +253,7 @@ def put_writes(
     config: RunnableConfig,
     writes: Sequence[tuple[str, Any]],
     task_id: str,
-    task_path: str,
+    task_path: str = "",
 ) -> Op[None]:
     d, serde = ctx.dialect, ctx.serde
     thread_id, ns, checkpoint_id = thread_of(config)
