@@ -208,3 +208,100 @@ def test_reading_state_waits_for_queued_writes(saver: SqliteSaver) -> None:
     finally:
         SqliteSaver.put = original  # type: ignore[method-assign]
     assert state.metadata["step"] == 9
+
+
+def test_coalesced_merges_deferred_statements_per_table_in_order() -> None:
+    from cadenza.langgraph.checkpoint._ops import Mode, Stmt, coalesced
+
+    a, b, u = (
+        "INSERT INTO ta (x) VALUES (?)",
+        "INSERT INTO tb (x) VALUES (?)",
+        "UPDATE ta SET x = ?",
+    )
+    read = "SELECT 1"
+
+    def op() -> Any:
+        yield Stmt(a, [(1,)], Mode.MANY, defer=True)
+        yield Stmt(b, (2,), Mode.EXEC, defer=True)
+        yield Stmt(a, [(3,), (4,)], Mode.MANY, defer=True)
+        yield Stmt(u, (5,), Mode.EXEC, defer=True)
+        yield Stmt(a, [(6,)], Mode.MANY, defer=True)
+        seen = yield Stmt(read, (), Mode.ONE)  # runs after everything deferred before it
+        yield Stmt(b, [(seen,)], Mode.MANY, defer=True)
+        return "done"
+
+    emitted: list[tuple[str, Any]] = []
+    gen = coalesced(op())
+    result: Any = None
+    try:
+        while True:
+            stmt = gen.send(result)
+            emitted.append((stmt.sql, stmt.params))
+            result = 7 if stmt.sql == read else None
+    except StopIteration as stop:
+        assert stop.value == "done"
+    assert emitted == [
+        (a, [(1,), (3,), (4,)]),
+        (u, [(5,)]),
+        (a, [(6,)]),
+        (b, [(2,)]),
+        (read, ()),
+        (b, [(7,)]),
+    ]
+
+
+def _explode(left: int, right: int) -> int:
+    if right < 0:
+        raise ValueError("negative")
+    return left + right
+
+
+class Bad(TypedDict):
+    n: int
+    total: Annotated[int, _explode]
+
+
+def _failing_reducer_graph(saver: Any) -> Any:
+    g = StateGraph(Bad)
+    g.add_node("a", lambda s: {"n": 1, "total": 2})
+    g.add_node("b", lambda s: {"n": 2, "total": -1})  # the reducer raises after the task
+    g.add_edge(START, "a")
+    g.add_edge("a", "b")
+    return g.compile(checkpointer=saver)
+
+
+@pytest.mark.parametrize("build", [_chain, _failing_reducer_graph])
+def test_sync_stores_a_lone_tasks_writes_with_its_checkpoint(
+    build: Any, saver: SqliteSaver
+) -> None:
+    """With "sync", a step's only task's writes go into the step's checkpoint transaction
+    (one commit per step); what is stored is what a saver without batches stores, also when
+    the step fails between its task and its checkpoint."""
+    batches: list[list[str]] = []
+    original = SqliteSaver.save_batch
+
+    def counting(self: SqliteSaver, calls: Any) -> None:
+        batches.append([method for method, _ in calls])
+        original(self, calls)
+
+    results = {}
+    stored = {}
+    for kind, target in (("cadenza", saver), ("memory", InMemorySaver())):
+        app = build(target)
+        config = {"configurable": {"thread_id": "t"}}
+        SqliteSaver.save_batch = counting  # type: ignore[method-assign]
+        try:
+            results[kind] = app.invoke({"n": 0}, config, durability="sync")
+        except ValueError as exc:
+            results[kind] = f"error: {exc}"
+        finally:
+            SqliteSaver.save_batch = original  # type: ignore[method-assign]
+        stored[kind] = [
+            (t.checkpoint["channel_values"], sorted((c, repr(v)) for _, c, v in t.pending_writes))
+            for t in target.list(config)
+        ]
+    assert results["cadenza"] == results["memory"]
+    assert stored["cadenza"] == stored["memory"]
+    assert batches and all(b[-1] in ("put", "put_writes") for b in batches)
+    if build is _chain:
+        assert batches.count(["put_writes", "put"]) == 6  # one per step, the input's too

@@ -57,6 +57,7 @@ def drive(loop: Loop, eager: bool = False) -> Iterator[None]:
                     loop.commit(task, exc)
                     yield
                     raise
+                loop.hold_writes()
                 loop.commit(task, None)
             elif tasks:
                 yield from _run_all(loop, tasks)

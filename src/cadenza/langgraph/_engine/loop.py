@@ -136,6 +136,17 @@ class Loop(Recorder, TaskServices):
             else None
         )
         self.owner = Owner()
+        # "sync" on a saver that takes batches: a lone task's writes wait for the step's
+        # checkpoint and are stored with it, in one transaction (see ``hold_writes``)
+        self.batches = (
+            saver is not None
+            and self.writer is None
+            and not is_async
+            and durability != "exit"
+            and callable(getattr(saver, "save_batch", None))
+        )
+        self.holding = False
+        self.held: list[tuple[str, tuple[Any, ...]]] = []
         self.addressed = not self.nested and bool(config[CONF].get(CHECKPOINT_ID))
         self.replaying = False
         self.messages: Any = None
@@ -190,7 +201,26 @@ class Loop(Recorder, TaskServices):
             self.io.append((method, args))
         elif self.writer is not None:
             self.writer.submit(self.owner, method, args)
+        elif self.holding or self.held:
+            self.held.append((method, args))
+            if not (self.holding and method == "put_writes"):
+                self.release_held()
         else:
+            getattr(self.saver, method)(*args)
+
+    def hold_writes(self) -> None:
+        """The writes of the task about to be recorded, the step's only one, are stored with
+        the step's checkpoint, which follows at once: a separate commit for them would
+        protect nothing (no other task of the step runs meanwhile) and cost one."""
+        self.holding = self.batches
+
+    def release_held(self) -> None:
+        """Store the held calls (and the one that released them) together."""
+        held, self.held, self.holding = self.held, [], False
+        if len(held) > 1:
+            self.saver.save_batch(held)
+        elif held:
+            method, args = held[0]
             getattr(self.saver, method)(*args)
 
     def settle(self) -> None:
@@ -396,6 +426,8 @@ class Loop(Recorder, TaskServices):
 
     def exit(self, exc: BaseException | None) -> bool:
         """Finish the run; ``True`` when ``exc`` (an interrupt) is handled here."""
+        if self.held:  # the step failed between its task and its checkpoint
+            self.release_held()
         if (
             self.durability == "exit"
             and self.saver is not None

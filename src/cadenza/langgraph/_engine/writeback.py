@@ -47,7 +47,12 @@ class Owner:
 
 
 class WriteBehind:
-    """The background writer of one saver (see the module docstring)."""
+    """The background writer of one saver (see the module docstring).
+
+    One batch is written at a time, by the thread or by a run waiting in :meth:`flush`,
+    which writes what is still queued itself rather than hand it over to the thread (a run
+    of quick nodes ends before the thread is scheduled: its calls are then stored without
+    a switch of threads)."""
 
     def __init__(self, saver: Any) -> None:
         self._saver = weakref.ref(saver)
@@ -55,6 +60,7 @@ class WriteBehind:
         self._queue: deque[tuple[int, Owner, str, tuple[Any, ...]]] = deque()
         self._sent = 0  # tickets handed out
         self._done = 0  # tickets written (or dropped)
+        self._busy = False  # a batch is being written
         self._thread: threading.Thread | None = None
 
     def submit(self, owner: Owner, method: str, args: tuple[Any, ...]) -> None:
@@ -71,14 +77,39 @@ class WriteBehind:
                 cond.notify_all()
 
     def flush(self, owner: Owner | None = None) -> None:
-        """Wait until everything queued so far is written; raise ``owner``'s error (once)."""
-        with self._cond:
+        """Wait until everything queued so far is written (writing it in this thread when
+        the writer is not at it); raise ``owner``'s error (once)."""
+        cond = self._cond
+        with cond:
             target = self._sent
-            while self._done < target:
-                self._cond.wait()
+        while True:
+            with cond:
+                while self._busy:
+                    cond.wait()
+                if self._done >= target:
+                    break
+                batch = self._take()
+            self._write_batch(batch)
         if owner is not None and owner.error is not None:
             error, owner.error = owner.error, None
             raise error
+
+    def _take(self) -> list[tuple[int, Owner, str, tuple[Any, ...]]]:
+        """The next batch, now being written (the lock is held)."""
+        queue = self._queue
+        self._busy = True
+        batch = [queue.popleft() for _ in range(min(len(queue), MAX_BATCH))]
+        self._cond.notify_all()  # room in the queue
+        return batch
+
+    def _write_batch(self, batch: Sequence[tuple[int, Owner, str, tuple[Any, ...]]]) -> None:
+        try:
+            self._write(batch)
+        finally:
+            with self._cond:
+                self._busy = False
+                self._done = batch[-1][0]
+                self._cond.notify_all()
 
     def _start(self) -> None:
         """Start the thread if none runs (the lock is held)."""
@@ -93,16 +124,14 @@ class WriteBehind:
         cond, queue = self._cond, self._queue
         while True:
             with cond:
-                if not queue and not cond.wait_for(lambda: bool(queue), timeout=IDLE_S):
-                    if self._thread is threading.current_thread():
+                ready = cond.wait_for(lambda: bool(queue) and not self._busy, timeout=IDLE_S)
+                if not ready:
+                    if not queue and self._thread is threading.current_thread():
                         self._thread = None
-                    return
-                batch = [queue.popleft() for _ in range(min(len(queue), MAX_BATCH))]
-                cond.notify_all()  # room in the queue
-            self._write(batch)
-            with cond:
-                self._done = batch[-1][0]
-                cond.notify_all()
+                        return
+                    continue
+                batch = self._take()
+            self._write_batch(batch)
 
     def _write(self, batch: Sequence[tuple[int, Owner, str, tuple[Any, ...]]]) -> None:
         live = [item for item in batch if item[1].error is None]

@@ -109,7 +109,7 @@ class CadenzaSaverBase(BaseCheckpointSaver[str]):
                 ops.append(_ops.put_writes(ctx, *args))
             else:
                 raise ValueError(f"save_batch: {method!r} is not put or put_writes")
-        self._run(_ops.sequence(ops), write=True)
+        self._run(_ops.coalesced(_ops.sequence(ops)), write=True)
 
     def delete_thread(self, thread_id: str) -> None:
         self._run(_maintenance.delete_thread(self._ctx, thread_id), write=True)

@@ -15,6 +15,7 @@ remembers of its own last write instead (:mod:`._heads`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -58,6 +59,9 @@ class Stmt(NamedTuple):
     sql: str
     params: Any
     mode: Mode
+    #: an INSERT or UPDATE (``EXEC`` or ``MANY``) whose result the operation does not use:
+    #: :func:`coalesced` may run it later, with others of its kind
+    defer: bool = False
 
 
 Op = Generator[Stmt, Any, T]
@@ -79,7 +83,7 @@ def drive(cur: Any, op: Op[T]) -> T:
     result: Any = None
     try:
         while True:
-            sql, params, mode = op.send(result)
+            sql, params, mode, _ = op.send(result)
             if mode is Mode.MANY:
                 cur.executemany(sql, params)
                 result = None
@@ -100,7 +104,7 @@ async def adrive(cur: Any, op: Op[T]) -> T:
     result: Any = None
     try:
         while True:
-            sql, params, mode = op.send(result)
+            sql, params, mode, _ = op.send(result)
             if mode is Mode.MANY:
                 await cur.executemany(sql, params)
                 result = None
@@ -122,6 +126,51 @@ def sequence(ops: Sequence[Op[Any]]) -> Op[list[Any]]:
     for op in ops:
         results.append((yield from op))
     return results
+
+
+_TABLE = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE)\s+(\w+)", re.IGNORECASE)
+_tables: dict[str, str] = {}
+
+
+def coalesced(op: Op[T]) -> Op[T]:
+    """``op``, its deferrable statements (:attr:`Stmt.defer`) held back and run as few
+    ``executemany`` as possible: before the next statement that is not deferrable, and at
+    the end. Statements on one table keep their order (consecutive ones with the same SQL
+    become one); tables have no triggers or foreign keys, so the order between them does
+    not matter. For :meth:`~._base.CadenzaSaverBase.save_batch`: the steps of a run write
+    one row per table each, which become one statement per table."""
+    held: dict[str, list[tuple[str, list[Any]]]] = {}
+    result: Any = None
+    try:
+        while True:
+            stmt = op.send(result)
+            if stmt.defer:
+                table = _tables.get(stmt.sql)
+                if table is None:
+                    found = _TABLE.match(stmt.sql)
+                    if found is None:
+                        raise ValueError(f"not an INSERT or UPDATE: {stmt.sql[:60]!r}")
+                    table = _tables[stmt.sql] = found.group(1)
+                runs = held.setdefault(table, [])
+                rows = stmt.params if stmt.mode is Mode.MANY else [stmt.params]
+                if runs and runs[-1][0] == stmt.sql:
+                    runs[-1][1].extend(rows)
+                else:
+                    runs.append((stmt.sql, list(rows)))
+                result = None
+                continue
+            yield from _release(held)
+            result = yield stmt
+    except StopIteration as done:
+        yield from _release(held)
+        return done.value  # type: ignore[no-any-return]
+
+
+def _release(held: dict[str, list[tuple[str, list[Any]]]]) -> Op[None]:
+    for runs in held.values():
+        for sql, rows in runs:
+            yield Stmt(sql, rows, Mode.MANY)
+    held.clear()
 
 
 # -- config and metadata ------------------------------------------------------------------------
@@ -218,6 +267,7 @@ def put(
             "due": json.dumps(due),
         },
         Mode.EXEC,
+        defer=True,
     )
     plain: list[dict[str, Any]] = []
     for blob in blobs:
@@ -244,7 +294,7 @@ def put(
             del params["base"], params["base_tag"]
         plain.append(params)
     if plain:
-        yield Stmt(d.insert_blob, plain, Mode.MANY)
+        yield Stmt(d.insert_blob, plain, Mode.MANY, defer=True)
     return _config(thread_id, ns, checkpoint["id"])
 
 
@@ -278,7 +328,7 @@ def put_writes(
             }
         )
     special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
-    yield Stmt(d.upsert_writes if special else d.insert_writes, rows, Mode.MANY)
+    yield Stmt(d.upsert_writes if special else d.insert_writes, rows, Mode.MANY, defer=True)
     if ctx.heads is not None and not ns and any(c in WRITES_IDX_MAP for c, _ in writes):
         ctx.heads.forget(thread_id)  # the put of this checkpoint must see them
     change = writes_status(writes) if not ns else None
@@ -317,7 +367,7 @@ def _write_log(d: Dialect, log: Log) -> Op[bool]:
     if log.run is not None and (yield Stmt(d.insert_run, log.run, Mode.EXEC)) != 1:
         return False
     if log.events:
-        yield Stmt(d.insert_event, log.rows(), Mode.MANY)
+        yield Stmt(d.insert_event, log.rows(), Mode.MANY, defer=True)
     if log.changed:
         yield Stmt(
             d.update_run,
@@ -328,6 +378,7 @@ def _write_log(d: Dialect, log: Log) -> Op[bool]:
                 "run_id": log.run_id,
             },
             Mode.EXEC,
+            defer=True,
         )
     return True
 
