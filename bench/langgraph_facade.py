@@ -14,16 +14,16 @@ Graphs (built from either ``langgraph.graph`` or ``cadenza.langgraph.graph``; sy
 Stores
   memory    no checkpointer on either side.
   sqlite    a SQLite checkpointer on each side, both on a file in WAL mode with
-            ``synchronous=NORMAL``: LangGraph's ``SqliteSaver`` for LangGraph (its default
-            ``durability="async"``, and ``durability="sync"``, which writes each checkpoint
-            before the next step like the facade always does) and
+            ``synchronous=NORMAL``: LangGraph's ``SqliteSaver`` for LangGraph and
             ``cadenza.langgraph.checkpoint.sqlite.SqliteSaver`` for the facade (its default
-            ``fast=True``); also the facade on LangGraph's ``SqliteSaver``, which isolates the
-            executor.
+            ``fast=True``), each in its default durability (``"async"``: checkpoints written
+            behind the run, all stored when ``invoke`` returns) and with
+            ``durability="sync"`` (each step's checkpoint stored before the next step); also
+            the facade on LangGraph's ``SqliteSaver``, which isolates the executor.
 
 Each cell runs in a fresh child process, K times; the fastest wall time is kept. The ratio
-is LangGraph's time per node execution over the facade's (higher: the facade is faster).
-The result of every run is checked, so a fast wrong answer cannot pass.
+is LangGraph's time per node execution, in the same durability mode, over the row's (higher:
+the facade is faster). The result of every run is checked, so a fast wrong answer cannot pass.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ CELLS = [
     ("langgraph", "sqlite", ""),
     ("langgraph", "sqlite", "durability=sync"),
     ("cadenza", "sqlite", ""),
+    ("cadenza", "sqlite", "durability=sync"),
     ("cadenza", "sqlite", "LangGraph SqliteSaver"),
 ]
 
@@ -135,7 +136,7 @@ def _saver(engine: str, store: str, variant: str, tmpdir: str) -> tuple[Any, Any
     if store == "memory":
         return None, None
     path = os.path.join(tmpdir, "bench.db")
-    if engine == "cadenza" and variant == "":
+    if engine == "cadenza" and variant in ("", "durability=sync"):
         from cadenza.langgraph.checkpoint.sqlite import SqliteSaver as CadenzaSqliteSaver
 
         cm = CadenzaSqliteSaver.from_conn_string(path)
@@ -213,6 +214,11 @@ def _available(module: str) -> bool:
     return True
 
 
+def _mode(variant: str) -> str:
+    """The durability a row runs with: its ratio is to LangGraph's row in the same mode."""
+    return "sync" if variant == "durability=sync" else "default"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -245,9 +251,9 @@ def main() -> int:
         print(json.dumps({"rows": rows, "notes": notes}, indent=2))
         return 0
     reference = {
-        (r["graph"], r["store"]): r["per_node_us"]
+        (r["graph"], r["store"], _mode(r["variant"])): r["per_node_us"]
         for r in rows
-        if r["engine"] == "langgraph" and r["variant"] == "" and "per_node_us" in r
+        if r["engine"] == "langgraph" and "per_node_us" in r
     }
     head = ("graph", "store", "engine", "variant", "us/node", "LangGraph/this")
     print(f"{head[0]:<10} {head[1]:<7} {head[2]:<10} {head[3]:<22} {head[4]:>9} {head[5]:>15}")
@@ -256,7 +262,7 @@ def main() -> int:
             where = f"{r['graph']:<10} {r['store']:<7} {r['engine']:<10} {r['variant']:<22}"
             print(f"{where} ERROR {r['error']}")
             continue
-        base = reference.get((r["graph"], r["store"]))
+        base = reference.get((r["graph"], r["store"], _mode(r["variant"])))
         ratio = f"{base / r['per_node_us']:.2f}x" if base else "-"
         print(
             f"{r['graph']:<10} {r['store']:<7} {r['engine']:<10} {r['variant'] or 'default':<22} "

@@ -305,3 +305,29 @@ def test_sync_stores_a_lone_tasks_writes_with_its_checkpoint(
     assert batches and all(b[-1] in ("put", "put_writes") for b in batches)
     if build is _chain:
         assert batches.count(["put_writes", "put"]) == 6  # one per step, the input's too
+
+
+def test_runs_in_many_threads_share_one_writer(saver: SqliteSaver) -> None:
+    app = _chain(saver, length=4)
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for i in range(15):
+                out = app.invoke({"n": 0, "out": []}, {"configurable": {"thread_id": f"{k}-{i}"}})
+                assert out["n"] == 4
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    for k in range(4):
+        for i in range(15):
+            assert len(_history(app, f"{k}-{i}")) == 6
+    conn = sqlite3.connect(saver.conn.execute("PRAGMA database_list").fetchone()[2])
+    assert conn.execute("SELECT count(*) FROM runs WHERE status = 'COMPLETED'").fetchone()[0] == 60
+    conn.close()

@@ -201,9 +201,15 @@ def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableC
     }
 
 
+# one encoder for every put (json.dumps with options builds a new one per call)
+_encode_metadata = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":")
+).encode
+
+
 def _metadata_json(metadata: Mapping[str, Any]) -> str:
     try:
-        return json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _encode_metadata(metadata)
     except (TypeError, ValueError) as exc:
         raise ValueError(
             f"checkpoint metadata must be JSON (str, numbers, bools, None, lists, dicts): {exc}"
