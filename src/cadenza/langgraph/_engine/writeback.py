@@ -105,6 +105,11 @@ class WriteBehind:
     def _write_batch(self, batch: Sequence[tuple[int, Owner, str, tuple[Any, ...]]]) -> None:
         try:
             self._write(batch)
+        except BaseException as exc:  # not a saver's error (those are handed to the runs)
+            for _, owner, _, _ in batch:
+                if owner.error is None:
+                    owner.error = exc
+            raise
         finally:
             with self._cond:
                 self._busy = False
