@@ -68,6 +68,7 @@ class WriteBehind:
         cond, queue = self._cond, self._queue
         with cond:
             while len(queue) >= MAX_QUEUED:
+                self._start()
                 cond.wait()
             self._sent = ticket = self._sent + 1
             owner.queued = ticket
@@ -77,11 +78,12 @@ class WriteBehind:
                 cond.notify_all()
 
     def flush(self, owner: Owner | None = None) -> None:
-        """Wait until everything queued so far is written (writing it in this thread when
-        the writer is not at it); raise ``owner``'s error (once)."""
+        """Wait until ``owner``'s calls (without one: everything queued so far) are written,
+        writing them in this thread when the writer is not at it; raise ``owner``'s error
+        (once). Calls are written in the order queued."""
         cond = self._cond
         with cond:
-            target = self._sent
+            target = owner.queued if owner is not None else self._sent
         while True:
             with cond:
                 while self._busy:
