@@ -4,7 +4,12 @@ background writer, in batches, and all stored by the time ``invoke`` returns."""
 from __future__ import annotations
 
 import operator
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -331,3 +336,77 @@ def test_runs_in_many_threads_share_one_writer(saver: SqliteSaver) -> None:
     conn = sqlite3.connect(saver.conn.execute("PRAGMA database_list").fetchone()[2])
     assert conn.execute("SELECT count(*) FROM runs WHERE status = 'COMPLETED'").fetchone()[0] == 60
     conn.close()
+
+
+ASYNC_CHILD = textwrap.dedent(
+    """
+    import operator, os, signal, sqlite3, sys, time
+    from typing import Annotated, TypedDict
+    from cadenza.langgraph.checkpoint.sqlite import SqliteSaver
+    from cadenza.langgraph.graph import START, StateGraph
+
+    db, marks = sys.argv[1], sys.argv[2]
+
+    class S(TypedDict):
+        done: Annotated[list[str], operator.add]
+
+    def stored_steps():
+        conn = sqlite3.connect(db)
+        try:
+            return conn.execute("SELECT count(*) FROM langgraph_checkpoints").fetchone()[0]
+        finally:
+            conn.close()
+
+    def step(name):
+        def node(state):
+            with open(marks, "a") as f:
+                f.write(name + "\\n")
+            if name == "b" and os.environ.get("KILL_AT_B"):
+                # the run goes on while the writer stores the steps before this one
+                deadline = time.monotonic() + 20
+                while stored_steps() < 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return {"done": [name]}
+        return node
+
+    g = StateGraph(S)
+    for n in "abc":
+        g.add_node(n, step(n))
+    g.add_edge(START, "a"); g.add_edge("a", "b"); g.add_edge("b", "c")
+    with SqliteSaver.from_conn_string(db) as saver:
+        app = g.compile(checkpointer=saver)
+        config = {"configurable": {"thread_id": "crash"}}
+        start = None if os.environ.get("RESUME") else {"done": []}
+        print(app.invoke(start, config)["done"])
+    """
+)
+
+
+def test_a_killed_async_run_resumes_from_what_the_writer_stored(tmp_path: Path) -> None:
+    """With the default durability the writer stores the steps behind the run while a node
+    runs; a run killed in node b resumes from the step before it (a is not run again)."""
+    script = tmp_path / "child.py"
+    script.write_text(ASYNC_CHILD)
+    db, marks = tmp_path / "crash.db", tmp_path / "marks.txt"
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{root / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+
+    def child(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), str(db), str(marks)],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    killed = child(KILL_AT_B="1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    resumed = child(RESUME="1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == "['a', 'b', 'c']"
+    assert marks.read_text().split() == ["a", "b", "b", "c"]
