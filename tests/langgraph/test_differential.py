@@ -7,6 +7,7 @@ import pytest
 from tests.langgraph import (
     cases_config,
     cases_core,
+    cases_debug,
     cases_durable,
     cases_history,
     cases_messages,
@@ -23,6 +24,7 @@ CASES: list[Case] = [
     *cases_subgraph.CASES,
     *cases_history.CASES,
     *cases_messages.CASES,
+    *cases_debug.CASES,
 ]
 
 

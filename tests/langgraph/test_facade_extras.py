@@ -40,7 +40,7 @@ def test_get_graph_draws_nodes_and_edges() -> None:
     [
         (lambda g: g.compile(cache=object()), "cache"),
         (lambda g: g.add_node("c", lambda s: {}, error_handler=lambda s: {}), "error_handler"),
-        (lambda g: list(g.compile().stream({"log": []}, stream_mode="debug")), "debug"),
+        (lambda g: list(g.compile().stream({"log": []}, stream_mode="events")), "events"),
     ],
 )
 def test_unsupported_options_are_refused_by_name(call: Any, message: str) -> None:

@@ -118,6 +118,12 @@ class Loop(Recorder, TaskServices):
         self.put_writes_path = saver is not None and accepts_task_path(saver)
         self.want_updates = out is not None and "updates" in modes
         self.want_values = out is not None and "values" in modes
+        self.want_tasks = out is not None and not modes.isdisjoint(("tasks", "debug"))
+        # LangGraph streams checkpoints only where it has a checkpointer to store them
+        self.want_checkpoints = (
+            out is not None and saver is not None and not modes.isdisjoint(("checkpoints", "debug"))
+        )
+        self.stream_keys = graph.stream_channels
         self.output_seen = False
         self.interrupts: list[Interrupt] = []
         self.output: Any = None
@@ -352,9 +358,33 @@ class Loop(Recorder, TaskServices):
         """Prepare the next step; ``False`` when the run is over."""
         if self.step > self.stop:
             self.status = "out_of_steps"
+            if self.want_checkpoints:  # the checkpoint the last step stored, as a tick shows it
+                self.checkpoint_started(self.next_tasks().values())
             return False
+        self.tasks = self.next_tasks()
+        if self.want_checkpoints:
+            self.checkpoint_started(self.tasks.values())
+        if not self.tasks:
+            self.status = "done"
+            return False
+        if self.pending_writes and not self.replaying:
+            self._reapply_finished()
+        if self.interrupt_before and should_interrupt(
+            self.checkpoint, self.interrupt_before, self.tasks.values()
+        ):
+            self.status = "interrupt_before"
+            raise GraphInterrupt()
+        if self.want_tasks:
+            self.tasks_started(self.tasks.values())
+        for task in self.tasks.values():
+            if task.writes:
+                self.output_writes(task, task.writes, cached=True)
+        return True
+
+    def next_tasks(self) -> dict[str, Task]:
+        """The tasks of the step the current checkpoint starts."""
         graph = self.graph
-        self.tasks = prepare_tasks(
+        return prepare_tasks(
             self.checkpoint,
             self.pending_writes,
             graph.nodes,
@@ -368,20 +398,6 @@ class Loop(Recorder, TaskServices):
             resume_map=self.resume_map,
             parent_null_resume=self.null_resume_parent,
         )
-        if not self.tasks:
-            self.status = "done"
-            return False
-        if self.pending_writes and not self.replaying:
-            self._reapply_finished()
-        if self.interrupt_before and should_interrupt(
-            self.checkpoint, self.interrupt_before, self.tasks.values()
-        ):
-            self.status = "interrupt_before"
-            raise GraphInterrupt()
-        for task in self.tasks.values():
-            if task.writes:
-                self.output_writes(task, task.writes, cached=True)
-        return True
 
     def _reapply_finished(self) -> None:
         """Tasks that finished before an interrupt keep their writes instead of rerunning."""
@@ -419,6 +435,8 @@ class Loop(Recorder, TaskServices):
         self.put_checkpoint({"source": "loop"})
         if self.interrupt_after and should_interrupt(self.checkpoint, self.interrupt_after, tasks):
             self.status = "interrupt_after"
+            if self.want_checkpoints:  # the next tick, which would show it, never runs
+                self.checkpoint_started(self.next_tasks().values())
             raise GraphInterrupt()
         self.resuming = None
         self.resume_map = None

@@ -10,6 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from cadenza.langgraph._engine.algo import task_path_str
 from cadenza.langgraph._engine.checkpoint import create_checkpoint, new_versions
+from cadenza.langgraph._engine.debug import (
+    checkpoint_payload,
+    debug_event,
+    task_payload,
+    task_result,
+)
 from cadenza.langgraph._engine.emit import read_channels, task_updates
 from cadenza.langgraph._engine.ids import uuid6
 from cadenza.langgraph._keys import (
@@ -28,6 +34,8 @@ from cadenza.langgraph._keys import (
 from cadenza.langgraph.errors import GraphBubbleUp, GraphInterrupt
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from cadenza.langgraph._engine.task import Task
     from cadenza.langgraph._engine.writeback import WriteBehind
 
@@ -65,6 +73,10 @@ class Recorder:
     put_writes_path: bool
     want_updates: bool
     want_values: bool
+    want_tasks: bool
+    want_checkpoints: bool
+    modes: frozenset[str]
+    stream_keys: Sequence[str] | str
     output_seen: bool
     interrupts: list[Any]
     output_keys: Sequence[str] | str
@@ -168,6 +180,8 @@ class Recorder:
             chunk = task_updates(self.output_keys, [(task, writes)], cached)
             if chunk is not None:
                 self._put("updates", chunk)
+        if self.want_tasks and not cached:
+            self._put_debug("tasks", task_result(task, writes, self.stream_keys))
 
     def values_changed(self) -> None:
         self.output_seen = True
@@ -177,6 +191,40 @@ class Recorder:
     def _put(self, mode: str, payload: Any) -> None:
         assert self.out is not None
         self.out.append((self.ns_tuple, mode, payload))
+
+    def tasks_started(self, tasks: Iterable[Task]) -> None:
+        """Stream the step's tasks as they start (``tasks``/``debug``); hidden ones (the
+        graph's own input task) are not shown."""
+        for task in tasks:
+            if not task.hidden:
+                self._put_debug("tasks", task_payload(task))
+
+    def checkpoint_started(self, tasks: Iterable[Task]) -> None:
+        """Stream the checkpoint the step about to run starts from (``checkpoints``/
+        ``debug``), with ``tasks`` as its next tasks. Built from the loop's own state: with
+        "async" durability the saver may not have stored it yet."""
+        cfg = self.checkpoint_config
+        config = {**cfg, CONF: {**cfg[CONF], CHECKPOINT_ID: self.checkpoint["id"]}}
+        payload = checkpoint_payload(
+            config,
+            self.prev_checkpoint_config,
+            self.checkpoint_metadata,
+            self.channels,
+            self.stream_keys,
+            self.output_keys,
+            tasks,
+            self.pending_writes,
+        )
+        self._put_debug("checkpoints", payload)
+
+    def _put_debug(self, mode: str, payload: dict[str, Any]) -> None:
+        """Stream a ``tasks`` or ``checkpoints`` event, and its ``debug`` form when that
+        mode is asked for (a checkpoint belongs to the step that stored it)."""
+        if mode in self.modes:
+            self._put(mode, payload)
+        if "debug" in self.modes:
+            step = self.step - 1 if mode == "checkpoints" else self.step
+            self._put("debug", debug_event(mode, step, payload))
 
     # ------------------------------------------------------------------ checkpoints
 

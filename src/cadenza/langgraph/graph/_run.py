@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ("Buffer", "eager", "format_chunk", "invoke_output", "make_loop", "modes_of")
 
-_MODES = frozenset(("values", "updates", "custom", "messages"))
+_MODES = frozenset(("values", "updates", "custom", "messages", "tasks", "checkpoints", "debug"))
 _COORDINATES = (THREAD_ID, CHECKPOINT_NS, CHECKPOINT_ID, CHECKPOINT_MAP)
 
 
