@@ -419,7 +419,15 @@ async def test_writers_on_one_thread_from_two_connections_keep_one_chain(
                 for step in range(offset, offset + 40, 2):
                     put_list(s, "shared", [step], step, None, step)
 
-            await asyncio.gather(asyncio.to_thread(write, a, 0), asyncio.to_thread(write, b, 1))
+            # both threads finish before the savers close, even when one of them fails
+            done = await asyncio.gather(
+                asyncio.to_thread(write, a, 0),
+                asyncio.to_thread(write, b, 1),
+                return_exceptions=True,
+            )
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         async with cadenza_store(kind, where) as store:
             events = await store.read_events(RunId("shared"))
     assert verify(events) is None

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from importlib.resources import files
@@ -484,3 +485,35 @@ async def test_sigkill_leaves_a_consistent_file(db: Path, fast: bool) -> None:
             # only a held step_started may follow the last committed status change
             assert [e.type for e in events[last.seq :]] in ([], [EventType.STEP_STARTED])
     assert total > 20 * 4  # the children got well past creating the runs
+
+
+def test_wal_switch_waits_for_another_connection(tmp_path: Path) -> None:
+    """SQLite refuses to switch a file to WAL while another connection holds it, and may do
+    so at once, without the busy timeout (two processes opening a new file together):
+    ``use_wal`` tries again until its own timeout."""
+    from cadenza.store._sqlite_migrate import use_wal
+
+    def holding(path: Path) -> sqlite3.Connection:
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("CREATE TABLE t (x)")
+        holder.execute("BEGIN EXCLUSIVE")
+        return holder
+
+    holder = holding(tmp_path / "new.db")
+    opener = sqlite3.connect(tmp_path / "new.db", timeout=0.01, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        opener.execute("PRAGMA journal_mode = WAL")
+    timer = threading.Timer(0.2, lambda: holder.execute("COMMIT"))
+    timer.start()
+    use_wal(opener, 5.0)
+    timer.join()
+    assert opener.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    holder.close()
+    opener.close()
+
+    held = holding(tmp_path / "other.db")
+    late = sqlite3.connect(tmp_path / "other.db", timeout=0.01, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        use_wal(late, 0.05)  # gives up after its timeout
+    held.close()
+    late.close()

@@ -15,6 +15,26 @@ _SCHEMA_VERSION_TABLE = (
 )
 
 
+def use_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the file in WAL mode (which lasts: later connections find it so).
+
+    Switching needs the file to itself for a moment, and SQLite answers "database is locked"
+    at once, without the connection's busy timeout, when another connection is switching it
+    or writing at that moment (two processes opening a new file together). Tried again for
+    up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def split_sql_script(script: str) -> list[str]:
     """Split a script into statements (``executescript`` would commit our transaction)."""
     statements: list[str] = []

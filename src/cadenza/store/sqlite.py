@@ -42,7 +42,7 @@ from cadenza.store._rows import event_rows as _event_rows
 from cadenza.store._rows import run_filter, run_row
 from cadenza.store._rows import run_from_row as _run_from_row
 from cadenza.store._sqlite_leases import SQLiteLeases
-from cadenza.store._sqlite_migrate import migrate_sqlite, split_sql_script
+from cadenza.store._sqlite_migrate import migrate_sqlite, split_sql_script, use_wal
 from cadenza.store._sqlite_writes import (
     _GET_RUN,
     _LAST_SEQ,
@@ -130,7 +130,7 @@ class SQLiteStore(SQLiteLeases):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            use_wal(conn, self.busy_timeout)
             conn.execute(f"PRAGMA synchronous = {'NORMAL' if self.fast else 'FULL'}")
             migrate_sqlite(conn)
         except sqlite3.Error as exc:

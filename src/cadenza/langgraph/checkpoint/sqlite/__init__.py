@@ -40,6 +40,7 @@ from cadenza.langgraph.checkpoint._delta import DEFAULT_FULL_EVERY
 from cadenza.langgraph.checkpoint._heads import HeadCache
 from cadenza.langgraph.checkpoint._ops import Op, drive
 from cadenza.langgraph.checkpoint._sql import SQLITE
+from cadenza.store._sqlite_migrate import use_wal
 from cadenza.store.sqlite import migrate_sqlite
 
 __all__ = ["SqliteSaver"]
@@ -97,7 +98,7 @@ class SqliteSaverBase(CadenzaSaverBase):
             )
         conn.isolation_level = None  # the saver begins and commits its transactions itself
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            use_wal(conn, DEFAULT_TIMEOUT)
             conn.execute(f"PRAGMA synchronous = {'NORMAL' if self.fast else 'FULL'}")
             migrate_sqlite(conn)
         except sqlite3.Error as exc:
