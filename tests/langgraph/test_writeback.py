@@ -410,3 +410,57 @@ def test_a_killed_async_run_resumes_from_what_the_writer_stored(tmp_path: Path) 
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip() == "['a', 'b', 'c']"
     assert marks.read_text().split() == ["a", "b", "b", "c"]
+
+
+# -- the async driver ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", [_chain, _fanout])
+@pytest.mark.parametrize("kind", ["cadenza-sqlite", "memory"])
+async def test_ainvoke_async_stores_what_sync_stores(
+    build: Any, kind: str, saver: SqliteSaver
+) -> None:
+    target = saver if kind == "cadenza-sqlite" else InMemorySaver()
+    app = build(target)
+    inputs = {"n": 0, "out": []}
+    out_async = await app.ainvoke(inputs, {"configurable": {"thread_id": "a"}})
+    out_sync = await app.ainvoke(inputs, {"configurable": {"thread_id": "s"}}, durability="sync")
+    assert out_async == out_sync
+    assert _history(app, "a") == _history(app, "s")
+    chunks = [c async for c in app.astream(inputs, {"configurable": {"thread_id": "b"}})]
+    assert chunks and _history(app, "b") == _history(app, "s")
+
+
+async def test_ainvoke_batches_the_calls_queued_behind_the_run(saver: SqliteSaver) -> None:
+    batches: list[int] = []
+    original = SqliteSaver.asave_batch
+
+    async def counting(self: SqliteSaver, calls: Any) -> None:
+        batches.append(len(calls))
+        await original(self, calls)
+
+    SqliteSaver.asave_batch = counting  # type: ignore[method-assign]
+    try:
+        app = _chain(saver, length=8)
+        await app.ainvoke({"n": 0, "out": []}, {"configurable": {"thread_id": "t"}})
+    finally:
+        SqliteSaver.asave_batch = original  # type: ignore[method-assign]
+    # written while the next step runs: what queued meanwhile goes in one transaction
+    assert max(batches) >= 2
+    assert len(_history(app, "t")) == 10
+
+
+class _AsyncFailing(_Failing):
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        return self.put(config, checkpoint, metadata, new_versions)
+
+
+async def test_ainvoke_raises_a_failed_write_and_drops_the_later_ones() -> None:
+    saver = _AsyncFailing(fail_at=2)
+    app = _chain(saver, length=5)
+    with pytest.raises(OSError, match="disk full"):
+        await app.ainvoke({"n": 0, "out": []}, {"configurable": {"thread_id": "t"}})
+    assert saver.puts == 2
+    saver.fail_at = -1
+    out = await app.ainvoke({"n": 0, "out": []}, {"configurable": {"thread_id": "u"}})
+    assert out["n"] == 5

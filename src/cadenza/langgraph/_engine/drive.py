@@ -105,7 +105,13 @@ def _run_all(loop: Loop, tasks: list[Any]) -> Iterator[None]:
 
 
 async def _flush(loop: Loop) -> None:
-    for method, args in loop.take_io():
+    """Make the saver calls the loop queued: now, or ("async") behind the run."""
+    calls = loop.take_io()
+    if loop.behind is not None:
+        if calls:
+            loop.behind.submit(calls)
+        return
+    for method, args in calls:
         await getattr(loop.saver, "a" + method)(*args)
 
 
@@ -144,10 +150,14 @@ async def adrive(loop: Loop, wake: asyncio.Event | None = None) -> AsyncIterator
         handled = loop.exit(exc)
         await _flush(loop)
         if not handled:
+            with contextlib.suppress(Exception):  # the run's own error is the one to raise
+                await loop.asettle()
             raise
+        await loop.asettle()
     else:
         loop.exit(None)
         await _flush(loop)
+        await loop.asettle()
     yield
     if loop.status == "out_of_steps":
         raise recursion_error(loop)

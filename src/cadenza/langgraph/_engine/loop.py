@@ -25,7 +25,7 @@ from cadenza.langgraph._engine.ids import is_interrupt_id
 from cadenza.langgraph._engine.loop_record import Recorder, accepts_task_path
 from cadenza.langgraph._engine.loop_services import TaskServices
 from cadenza.langgraph._engine.pending import pending_interrupts
-from cadenza.langgraph._engine.writeback import Owner, writer_for
+from cadenza.langgraph._engine.writeback import AsyncWriteBehind, Owner, writer_for
 from cadenza.langgraph._keys import (
     CHECKPOINT_ID,
     CHECKPOINT_NS,
@@ -142,6 +142,12 @@ class Loop(Recorder, TaskServices):
             else None
         )
         self.owner = Owner()
+        # the same with the async driver: a task of the event loop awaits the saver's calls
+        self.behind = (
+            AsyncWriteBehind(saver)
+            if saver is not None and durability == "async" and is_async
+            else None
+        )
         # "sync" on a saver that takes batches: a lone task's writes wait for the step's
         # checkpoint and are stored with it, in one transaction (see ``hold_writes``)
         self.batches = (
@@ -234,6 +240,11 @@ class Loop(Recorder, TaskServices):
         error one of them met."""
         if self.writer is not None:
             self.writer.flush(self.owner)
+
+    async def asettle(self) -> None:
+        """``settle`` for the async driver."""
+        if self.behind is not None:
+            await self.behind.settle()
 
     def take_io(self) -> list[tuple[str, tuple[Any, ...]]]:
         io = self.io or []

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from cadenza.langgraph._engine.task import Task
-    from cadenza.langgraph._engine.writeback import WriteBehind
+    from cadenza.langgraph._engine.writeback import AsyncWriteBehind, WriteBehind
 
 __all__ = ("Recorder", "accepts_task_path")
 
@@ -59,6 +59,7 @@ class Recorder:
 
     saver: Any
     writer: WriteBehind | None
+    behind: AsyncWriteBehind | None
     durability: str
     ns: str
     ns_tuple: tuple[str, ...]
@@ -257,7 +258,7 @@ class Recorder:
         moved = new_versions(self.prev_versions, versions)
         self.prev_versions = dict(versions)
         self._save("put", put_config, checkpoint, self.checkpoint_metadata, moved)
-        if self.writer is not None:
+        if self.writer is not None or self.behind is not None:
             # the writer stores ``checkpoint`` later: the next step changes a copy of it
             self.checkpoint = {
                 **checkpoint,

@@ -2,7 +2,8 @@
 
 With ``"async"`` (LangGraph's default) a run hands each checkpointer call (``put``,
 ``put_writes``) to its saver's writer, a background thread that makes them in the order
-given, and goes on to the next step; the run waits for them when it ends (its
+given (with ``ainvoke``/``astream``: a task of the run's event loop, :class:`AsyncWriteBehind`),
+and goes on to the next step; the run waits for them when it ends (its
 ``invoke``/``stream`` returns only once they are stored, and raises a saver's error there)
 and before it reads the saver. A crash can lose the steps not written yet, as with
 LangGraph's ``"async"``; ``"sync"`` writes each step before the next one starts.
@@ -19,6 +20,7 @@ to do and starts again when needed. A run's calls after one of them failed are d
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import weakref
@@ -26,7 +28,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ("Owner", "WriteBehind", "flush_saver", "writer_for")
+__all__ = ("AsyncWriteBehind", "Owner", "WriteBehind", "flush_saver", "writer_for")
 
 #: Calls queued at most before a run waits for the writer (bounds what a crash loses).
 MAX_QUEUED = 1024
@@ -161,6 +163,51 @@ class WriteBehind:
                 getattr(saver, method)(*args)
             except Exception as exc:  # handed to the run, raised where it waits
                 owner.error = exc
+
+
+class AsyncWriteBehind:
+    """The same for a run of the async driver (``ainvoke``/``astream``): the saver's async
+    methods are awaited by a task of the run's event loop, behind the run. Calls queued
+    while the task writes go together next (``asave_batch`` where the saver has it); the run
+    awaits :meth:`settle` when it ends."""
+
+    def __init__(self, saver: Any) -> None:
+        self.saver = saver
+        self._queued: list[tuple[str, tuple[Any, ...]]] = []
+        self._task: asyncio.Future[None] | None = None
+        self.error: BaseException | None = None
+
+    def submit(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        if self.error is not None:  # the run is failing: its later calls are dropped
+            return
+        self._queued.extend(calls)
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        saver = self.saver
+        while self._queued and self.error is None:
+            calls, self._queued = self._queued, []
+            try:
+                batch = getattr(saver, "asave_batch", None)
+                if batch is not None and len(calls) > 1:
+                    await batch(calls)
+                else:
+                    for method, args in calls:
+                        await getattr(saver, "a" + method)(*args)
+            except Exception as exc:  # raised where the run settles
+                self.error = exc
+
+    async def settle(self) -> None:
+        """Wait until every call is stored; raise the first error (once)."""
+        while self._task is not None:
+            task, self._task = self._task, None
+            await task
+            if self._queued and self.error is None:
+                self._task = asyncio.ensure_future(self._drain())
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 _writers: weakref.WeakKeyDictionary[Any, WriteBehind] = weakref.WeakKeyDictionary()

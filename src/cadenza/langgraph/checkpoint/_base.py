@@ -100,6 +100,9 @@ class CadenzaSaverBase(BaseCheckpointSaver[str]):
         """Make several ``put``/``put_writes`` calls, given as ``(method, args)``, in one
         transaction: all are stored or, on an error, none. The facade's background writer
         uses it to store the checkpoints of several steps with one commit."""
+        self._run(self._batch(calls), write=True)
+
+    def _batch(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> Op[list[Any]]:
         ctx = self._ctx
         ops: list[Op[Any]] = []
         for method, args in calls:
@@ -109,7 +112,7 @@ class CadenzaSaverBase(BaseCheckpointSaver[str]):
                 ops.append(_ops.put_writes(ctx, *args))
             else:
                 raise ValueError(f"save_batch: {method!r} is not put or put_writes")
-        self._run(_ops.coalesced(_ops.sequence(ops)), write=True)
+        return _ops.coalesced(_ops.sequence(ops))
 
     def delete_thread(self, thread_id: str) -> None:
         self._run(_maintenance.delete_thread(self._ctx, thread_id), write=True)
@@ -164,6 +167,10 @@ class CadenzaSaverBase(BaseCheckpointSaver[str]):
     ) -> None:
         op = _ops.put_writes(self._ctx, config, writes, task_id, task_path)
         await self._arun(op, write=True)
+
+    async def asave_batch(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """:meth:`save_batch` for async callers."""
+        await self._arun(self._batch(calls), write=True)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._arun(_maintenance.delete_thread(self._ctx, thread_id), write=True)
