@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.langgraph import (
+    cases_cache,
     cases_config,
     cases_core,
     cases_debug,
@@ -25,6 +26,7 @@ CASES: list[Case] = [
     *cases_history.CASES,
     *cases_messages.CASES,
     *cases_debug.CASES,
+    *cases_cache.CASES,
 ]
 
 

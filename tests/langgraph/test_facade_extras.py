@@ -38,7 +38,6 @@ def test_get_graph_draws_nodes_and_edges() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda g: g.compile(cache=object()), "cache"),
         (lambda g: g.add_node("c", lambda s: {}, error_handler=lambda s: {}), "error_handler"),
         (lambda g: list(g.compile().stream({"log": []}, stream_mode="events")), "events"),
     ],

@@ -22,6 +22,8 @@ MIRRORED = {
     "prebuilt": None,
     "config": ("get_config", "get_store", "get_stream_writer"),
     "checkpoint.memory": ("InMemorySaver", "MemorySaver", "PersistentDict"),
+    "cache.base": ("BaseCache", "FullKey", "Namespace"),
+    "cache.memory": ("InMemoryCache",),
 }
 
 OMITTED = {

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
@@ -165,13 +165,30 @@ def _seconds(value: float | timedelta | None, field: str) -> float | None:
     return seconds
 
 
-def _default_cache_key(*args: Any, **kwargs: Any) -> str:
-    return repr((args, kwargs))
+def _freeze(obj: Any, depth: int = 10) -> Hashable:
+    """A hashable form of ``obj``: mappings as sorted pairs, sequences as tuples."""
+    if isinstance(obj, Hashable) or depth <= 0:
+        return obj
+    if isinstance(obj, Mapping):
+        return tuple(sorted((k, _freeze(v, depth - 1)) for k, v in obj.items()))
+    if isinstance(obj, Sequence):
+        return tuple(_freeze(x, depth - 1) for x in obj)
+    if hasattr(obj, "tobytes"):  # numpy arrays and the like
+        return (type(obj).__name__, obj.tobytes(), getattr(obj, "shape", None))
+    return obj
+
+
+def _default_cache_key(*args: Any, **kwargs: Any) -> bytes:
+    """The input pickled as LangGraph pickles it, so both compute the same cache keys."""
+    import pickle
+
+    return pickle.dumps((_freeze(args), _freeze(kwargs)), protocol=5, fix_imports=False)
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
 class CachePolicy(Generic[N]):
-    """Caching of a node's writes; accepted for compatibility, the facade does not cache."""
+    """Caching of a node's writes (with ``compile(cache=...)``): ``key_func`` makes the key
+    from the node's input, ``ttl`` is the entry's lifetime in seconds (``None``: forever)."""
 
     key_func: Callable[..., str | bytes] = _default_cache_key
     ttl: int | None = None

@@ -47,6 +47,8 @@ def drive(loop: Loop, eager: bool = False) -> Iterator[None]:
             flush_saver(saver)  # a subgraph reads what its parent may still be writing
         loop.start(saver.get_tuple(loop.load_config()) if saver is not None else None)
         while loop.tick():
+            if loop.cache is not None:
+                loop.match_cached()
             yield
             tasks = loop.pending()
             if len(tasks) == 1 and not eager:
@@ -106,6 +108,8 @@ def _run_all(loop: Loop, tasks: list[Any]) -> Iterator[None]:
 
 async def _flush(loop: Loop) -> None:
     """Make the saver calls the loop queued: now, or ("async") behind the run."""
+    if loop.cache is not None and loop.cache_sets:
+        await loop.astore_cached()
     calls = loop.take_io()
     if loop.behind is not None:
         if calls:
@@ -127,6 +131,8 @@ async def adrive(loop: Loop, wake: asyncio.Event | None = None) -> AsyncIterator
         loop.start(saved)
         await _flush(loop)
         while loop.tick():
+            if loop.cache is not None:
+                await loop.amatch_cached()
             await _flush(loop)
             yield
             tasks = loop.pending()

@@ -47,6 +47,7 @@ from cadenza.langgraph.errors import (
 from cadenza.langgraph.types import Command, Interrupt, Send
 
 if TYPE_CHECKING:
+    from cadenza.langgraph._engine.cache import CacheKey
     from cadenza.langgraph._engine.task import NullResume, Task
     from cadenza.langgraph.graph.compiled import CompiledStateGraph
 
@@ -109,6 +110,11 @@ class Loop(Recorder, TaskServices):
         self.stream_subgraphs = stream_subgraphs
         self.context = context
         self.store = graph.store
+        # node caching, None when the graph has none: the only thing a run without it checks
+        self.cache = graph.node_cache
+        if self.cache is not None:
+            self.cache_keys: dict[str, CacheKey] = {}
+            self.cache_sets: list[dict[Any, Any]] = []
         self.nested = parent is not None
         self.ns: str = config[CONF].get(CHECKPOINT_NS, "") if self.nested else ""
         self.ns_tuple = tuple(self.ns.split(NS_SEP)) if self.ns else ()
@@ -391,6 +397,43 @@ class Loop(Recorder, TaskServices):
             if task.writes:
                 self.output_writes(task, task.writes, cached=True)
         return True
+
+    def match_cached(self) -> None:
+        """Before the step's tasks run (with a cache): those whose writes are cached take
+        them, shown as cached, and do not run."""
+        assert self.cache is not None
+        self.cache_keys = keys = self.cache.keys(self.tasks.values())
+        todo = {tid: t for tid, t in self.tasks.items() if not t.writes}
+        for task, writes in self.cache.lookup(todo, keys):
+            task.writes.extend(writes)
+            self.put_writes(task.id, task.writes, cached=True)
+
+    async def amatch_cached(self) -> None:
+        """``match_cached`` with the cache's async methods."""
+        assert self.cache is not None
+        self.cache_keys = keys = self.cache.keys(self.tasks.values())
+        todo = {tid: t for tid, t in self.tasks.items() if not t.writes}
+        for task, writes in await self.cache.alookup(todo, keys):
+            task.writes.extend(writes)
+            self.put_writes(task.id, task.writes, cached=True)
+
+    def store_cached(self, key: CacheKey, writes: list[tuple[str, Any]]) -> None:
+        """Cache the writes of a task that finished: now, or (async driver) once the
+        driver awaits ``astore_cached``."""
+        assert self.cache is not None
+        entry = self.cache.entry(key, writes)
+        if entry is None:
+            return
+        if self.io is not None:
+            self.cache_sets.append(entry)
+        else:
+            self.cache.cache.set(entry)
+
+    async def astore_cached(self) -> None:
+        assert self.cache is not None
+        entries, self.cache_sets = self.cache_sets, []
+        for entry in entries:
+            await self.cache.cache.aset(entry)
 
     def next_tasks(self) -> dict[str, Task]:
         """The tasks of the step the current checkpoint starts."""

@@ -36,6 +36,7 @@ from cadenza.langgraph.errors import GraphBubbleUp, GraphInterrupt
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from cadenza.langgraph._engine.cache import CacheKey, NodeCache
     from cadenza.langgraph._engine.task import Task
     from cadenza.langgraph._engine.writeback import AsyncWriteBehind, WriteBehind
 
@@ -87,12 +88,20 @@ class Recorder:
     config: dict[str, Any]
     step: int
     _writes_cfg: tuple[str, dict[str, Any]] | None
+    cache: NodeCache | None
+    cache_keys: dict[str, CacheKey]
 
     def _save(self, method: str, *args: Any) -> None:
         raise NotImplementedError
 
-    def put_writes(self, task_id: str, writes: Sequence[tuple[str, Any]]) -> None:
-        """Record a task's writes for this step (and with the saver, durably)."""
+    def store_cached(self, key: CacheKey, writes: list[tuple[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def put_writes(
+        self, task_id: str, writes: Sequence[tuple[str, Any]], cached: bool = False
+    ) -> None:
+        """Record a task's writes for this step (and with the saver, durably); ``cached``
+        writes were found in the node cache instead of made by running the node."""
         if not writes:
             return
         if all(w[0] in SPECIAL_WRITES for w in writes):
@@ -120,7 +129,7 @@ class Recorder:
                 self._save("put_writes", config, list(to_save), task_id)
         task = self.tasks.get(task_id)
         if task is not None:
-            self.output_writes(task, writes)
+            self.output_writes(task, writes, cached)
 
     def _writes_config(self) -> dict[str, Any]:
         """The config that files writes under the current checkpoint (one per checkpoint)."""
@@ -144,6 +153,8 @@ class Recorder:
             if all(c in CONTROL_WRITES for c, _ in task.writes):
                 task.writes.append((NO_WRITES, None))
             self.put_writes(task.id, task.writes)
+            if self.cache is not None and (key := self.cache_keys.get(task.id)) is not None:
+                self.store_cached(key, task.writes)
         elif isinstance(exc, GraphInterrupt):
             if exc.args and exc.args[0]:
                 writes: list[tuple[str, Any]] = [(INTERRUPT, exc.args[0])]

@@ -26,6 +26,7 @@ from cadenza.langgraph.managed import is_managed_value
 from cadenza.langgraph.types import RetryPolicy, Send, ensure_valid_checkpointer
 
 if TYPE_CHECKING:
+    from cadenza.langgraph._engine.cache import NodeCache
     from cadenza.langgraph.graph.state import StateGraph
 
 __all__ = ("compile_graph",)
@@ -75,11 +76,36 @@ def _find_subgraph(runnable: Any) -> Any:
     return None
 
 
+def _node_cache(builder: StateGraph[Any], cache: Any) -> NodeCache | None:
+    """The graph's node caching: ``None`` without a cache or without a node that has a
+    cache policy (its own or the graph's default), so that runs check one attribute."""
+    if cache is None:
+        return None
+    default = builder._defaults.cache_policy
+    policies = {
+        key: spec.cache_policy or default
+        for key, spec in builder.nodes.items()
+        if spec.cache_policy is not None or default is not None
+    }
+    if not policies:
+        return None
+    from cadenza.langgraph._engine.cache import NodeCache, namespace
+
+    return NodeCache(
+        cache,
+        {
+            key: (policy, namespace(key, builder.nodes[key].runnable))
+            for key, policy in policies.items()
+        },
+    )
+
+
 def compile_graph(
     builder: StateGraph[Any],
     *,
     checkpointer: Any,
-    store: Any,
+    cache: Any = None,
+    store: Any = None,
     interrupt_before: Any,
     interrupt_after: Any,
     debug: bool,
@@ -152,6 +178,7 @@ def compile_graph(
             defer=spec.defer,
             ends=spec.ends,
         )
+    node_cache = _node_cache(builder, cache)
     for start, end in sorted(builder.edges):
         if end != END:
             nodes[start].static_writes.append((branch_channel(end), None))
@@ -198,6 +225,8 @@ def compile_graph(
         volatile=tuple(k for k, ch in channels.items() if not isinstance(ch, _STEADY)),
         finishing=tuple(k for k, ch in channels.items() if type(ch).finish is not base_finish),
         checkpointer=checkpointer,
+        cache=cache,
+        node_cache=node_cache,
         store=store,
         interrupt_before=interrupt_before,
         interrupt_after=interrupt_after,

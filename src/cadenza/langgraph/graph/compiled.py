@@ -22,6 +22,7 @@ from cadenza.langgraph.graph._run import (
 from cadenza.langgraph.types import StateSnapshot
 
 if TYPE_CHECKING:
+    from cadenza.langgraph._engine.cache import NodeCache
     from cadenza.langgraph._engine.node import Node
     from cadenza.langgraph._engine.task import Task
     from cadenza.langgraph.channels.base import BaseChannel
@@ -55,6 +56,8 @@ class CompiledStateGraph:
         debug: bool,
         name: str,
         config: Mapping[str, Any] | None = None,
+        cache: Any = None,
+        node_cache: NodeCache | None = None,
     ) -> None:
         self.builder = builder
         self.nodes = nodes
@@ -65,6 +68,9 @@ class CompiledStateGraph:
         self.volatile = volatile
         self.finishing = finishing
         self.checkpointer = checkpointer
+        self.cache = cache
+        # what runs check: None unless a cache is set and some node has a cache policy
+        self.node_cache = node_cache
         self.store = store
         self.interrupt_before_nodes = interrupt_before
         self.interrupt_after_nodes = interrupt_after
@@ -256,6 +262,29 @@ class CompiledStateGraph:
 
     async def arun_as_node(self, value: Any, task: Task) -> Any:
         return await self.ainvoke(value, task.config)
+
+    # ------------------------------------------------------------------ cache
+
+    def clear_cache(self, nodes: Sequence[str] | None = None) -> None:
+        """Delete the cached writes of ``nodes`` (every node when none are named)."""
+        self._cache_or_raise().clear(self._cache_namespaces(nodes))
+
+    async def aclear_cache(self, nodes: Sequence[str] | None = None) -> None:
+        await self._cache_or_raise().aclear(self._cache_namespaces(nodes))
+
+    def _cache_or_raise(self) -> Any:
+        if not self.cache:
+            raise ValueError("No cache is set for this graph. Cannot clear cache.")
+        return self.cache
+
+    def _cache_namespaces(self, nodes: Sequence[str] | None) -> list[tuple[str, ...]]:
+        from cadenza.langgraph._engine.cache import namespace
+
+        return [
+            namespace(key, node.caller.fn if node.caller is not None else None)
+            for key in nodes or self.nodes
+            if (node := self.nodes.get(key)) is not None
+        ]
 
     # ------------------------------------------------------------------ state
 

@@ -21,7 +21,7 @@ from cadenza.langgraph.graph._inspect import (
 )
 from cadenza.langgraph.graph._schema import channels_for
 from cadenza.langgraph.graph.compiled import CompiledStateGraph
-from cadenza.langgraph.types import RetryPolicy, TimeoutPolicy
+from cadenza.langgraph.types import CachePolicy, RetryPolicy, TimeoutPolicy
 
 __all__ = ("CompiledStateGraph", "StateGraph")
 
@@ -40,6 +40,7 @@ class NodeSpec:
     ends: tuple[str, ...] | dict[str, str] = ()
     defer: bool = False
     timeout: TimeoutPolicy | None = None
+    cache_policy: CachePolicy | None = None
 
 
 @dataclass(slots=True)
@@ -56,6 +57,7 @@ class BranchSpec:
 class _Defaults:
     retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None
     timeout: TimeoutPolicy | None = None
+    cache_policy: CachePolicy | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,16 +132,20 @@ class StateGraph(Generic[StateT]):
         self,
         *,
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
+        cache_policy: CachePolicy | None = None,
         timeout: float | TimeoutPolicy | None = None,
         **kwargs: Any,
     ) -> StateGraph[StateT]:
-        """Default retry policy and timeout for nodes that set none."""
+        """Default retry policy, cache policy and timeout for nodes that set none (applied
+        when the graph is compiled)."""
         if kwargs:
             raise ValueError(
                 f"set_node_defaults: {sorted(kwargs)} not supported by the Cadenza facade"
             )
         if retry_policy is not None:
             self._defaults.retry_policy = retry_policy
+        if cache_policy is not None:
+            self._defaults.cache_policy = cache_policy
         if timeout is not None:
             self._defaults.timeout = TimeoutPolicy.coerce(timeout)
         return self
@@ -153,7 +159,7 @@ class StateGraph(Generic[StateT]):
         metadata: dict[str, Any] | None = None,
         input_schema: Any = None,
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
-        cache_policy: Any = None,
+        cache_policy: CachePolicy | None = None,
         destinations: dict[str, str] | tuple[str, ...] | None = None,
         timeout: Any = None,
         **kwargs: Any,
@@ -202,6 +208,7 @@ class StateGraph(Generic[StateT]):
             ends,
             defer,
             TimeoutPolicy.coerce(timeout),
+            cache_policy,
         )
         if input_schema or inferred:
             self._add_schema(input_schema or inferred)
@@ -348,8 +355,6 @@ class StateGraph(Generic[StateT]):
         """Validate the graph and build the runnable ``CompiledStateGraph``."""
         from cadenza.langgraph.graph._compile import compile_graph
 
-        if cache is not None:
-            raise ValueError("compile(cache=...) is not supported by the Cadenza facade")
         kwargs.pop("transformers", None)
         if kwargs:
             raise TypeError(f"compile() got unexpected keyword arguments: {sorted(kwargs)}")
@@ -365,6 +370,7 @@ class StateGraph(Generic[StateT]):
         return compile_graph(
             self,
             checkpointer=checkpointer,
+            cache=cache,
             store=store,
             interrupt_before=interrupt_before,
             interrupt_after=interrupt_after,

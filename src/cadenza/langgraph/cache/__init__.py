@@ -1,0 +1,1 @@
+"""Caches for node caching (``compile(cache=...)``): any LangGraph ``BaseCache`` works."""
