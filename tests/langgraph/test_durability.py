@@ -170,12 +170,12 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
-    """With ``durability="sync"`` each step's checkpoint is stored before the next step
-    starts, so exactly the step in flight runs again (the default, ``"async"``, may also
-    lose the checkpoint being written, as LangGraph's does)."""
+def kill_then_resume(tmp_path: Path, source: str) -> tuple[str, list[str]]:
+    """Run the child script ``source`` (args: a database path and a marks file) once with
+    ``KILL_AT_B=1`` (it must SIGKILL itself) and once with ``RESUME=1``; returns what the
+    resumed run printed and the marks the nodes left in both."""
     script = tmp_path / "child.py"
-    script.write_text(CHILD)
+    script.write_text(source)
     db, marks = tmp_path / "crash.db", tmp_path / "marks.txt"
     root = Path(__file__).resolve().parents[2]
     env = {
@@ -196,7 +196,15 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     resumed = child(RESUME="1")
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.strip() == "['a', 'b', 'c']"
-    assert marks.read_text().split() == ["a", "b", "b", "c"], (
+    return resumed.stdout.strip(), marks.read_text().split()
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    """With ``durability="sync"`` each step's checkpoint is stored before the next step
+    starts, so exactly the step in flight runs again (the default, ``"async"``, may also
+    lose the checkpoint being written, as LangGraph's does)."""
+    printed, marks = kill_then_resume(tmp_path, CHILD)
+    assert printed == "['a', 'b', 'c']"
+    assert marks == ["a", "b", "b", "c"], (
         "a finished before the kill and is not run again; b, in flight, runs again"
     )

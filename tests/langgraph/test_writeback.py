@@ -4,11 +4,7 @@ background writer, in batches, and all stored by the time ``invoke`` returns."""
 from __future__ import annotations
 
 import operator
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -23,6 +19,7 @@ from cadenza.langgraph._engine import writeback
 from cadenza.langgraph.checkpoint.sqlite import SqliteSaver
 from cadenza.langgraph.graph import END, START, StateGraph
 from cadenza.langgraph.types import Send
+from tests.langgraph.test_durability import kill_then_resume
 
 
 class S(TypedDict):
@@ -386,30 +383,9 @@ ASYNC_CHILD = textwrap.dedent(
 def test_a_killed_async_run_resumes_from_what_the_writer_stored(tmp_path: Path) -> None:
     """With the default durability the writer stores the steps behind the run while a node
     runs; a run killed in node b resumes from the step before it (a is not run again)."""
-    script = tmp_path / "child.py"
-    script.write_text(ASYNC_CHILD)
-    db, marks = tmp_path / "crash.db", tmp_path / "marks.txt"
-    root = Path(__file__).resolve().parents[2]
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{root / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    }
-
-    def child(**extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(script), str(db), str(marks)],
-            env={**env, **extra},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    killed = child(KILL_AT_B="1")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    resumed = child(RESUME="1")
-    assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.strip() == "['a', 'b', 'c']"
-    assert marks.read_text().split() == ["a", "b", "b", "c"]
+    printed, marks = kill_then_resume(tmp_path, ASYNC_CHILD)
+    assert printed == "['a', 'b', 'c']"
+    assert marks == ["a", "b", "b", "c"]
 
 
 # -- the async driver ---------------------------------------------------------------------------
