@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 from cadenza.langgraph._keys import MISSING
-from cadenza.langgraph.channels.base import ValueChannel
-from cadenza.langgraph.errors import InvalidUpdateError
+from cadenza.langgraph.channels.base import GuardedValue, ValueChannel
 
 __all__ = ("AnyValue", "UntrackedValue")
 
@@ -37,39 +36,17 @@ class AnyValue(ValueChannel):
         return True
 
 
-class UntrackedValue(ValueChannel):
-    __slots__ = ("guard",)
-
-    def __init__(self, typ: Any, guard: bool = True) -> None:
-        super().__init__(typ)
-        self.guard = guard
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, UntrackedValue) and other.guard == self.guard
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def copy(self) -> Self:
-        new = self.__class__(self.typ, self.guard)
-        new.key = self.key
-        new.value = self.value
-        return new
+class UntrackedValue(GuardedValue):
+    __slots__ = ()
 
     def checkpoint(self) -> Any:
         return MISSING
 
     def from_checkpoint(self, checkpoint: Any) -> Self:
-        new = self.__class__(self.typ, self.guard)
-        new.key = self.key
-        return new
+        return super().from_checkpoint(MISSING)
 
     def update(self, values: Sequence[Any]) -> bool:
         if not values:
             return False
-        if len(values) != 1 and self.guard:
-            raise InvalidUpdateError(
-                f"At key '{self.key}': UntrackedValue(guard=True) can receive only one value "
-                "per step. Use guard=False if you want to store any one of multiple values."
-            )
-        self.value = values[-1]
+        self.take(values)
         return True

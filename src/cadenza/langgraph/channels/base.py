@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from typing import Any, Generic, Self, TypeVar
 
 from cadenza.langgraph._keys import MISSING
-from cadenza.langgraph.errors import EmptyChannelError
+from cadenza.langgraph.errors import EmptyChannelError, InvalidUpdateError
 
 Value = TypeVar("Value")
 Update = TypeVar("Update")
 C = TypeVar("C")
 
-__all__ = ("BaseChannel", "EmptyChannelError", "ValueChannel")
+__all__ = ("BaseChannel", "EmptyChannelError", "GuardedValue", "ValueChannel")
 
 
 class BaseChannel(Generic[Value, Update, C], ABC):
@@ -91,3 +91,42 @@ class ValueChannel(BaseChannel[Any, Any, Any]):
 
     def checkpoint(self) -> Any:
         return self.value
+
+
+class GuardedValue(ValueChannel):
+    """A value channel that, with ``guard`` (the default), takes at most one write per step
+    (``EphemeralValue``, ``UntrackedValue``); without it, the last of several writes."""
+
+    __slots__ = ("guard",)
+
+    def __init__(self, typ: Any, guard: bool = True) -> None:
+        super().__init__(typ)
+        self.guard = guard
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, type(self)) and other.guard == self.guard
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def copy(self) -> Self:
+        new = self.__class__(self.typ, self.guard)
+        new.key = self.key
+        new.value = self.value
+        return new
+
+    def from_checkpoint(self, checkpoint: Any) -> Self:
+        new = self.__class__(self.typ, self.guard)
+        new.key = self.key
+        if checkpoint is not MISSING:
+            new.value = checkpoint
+        return new
+
+    def take(self, values: Sequence[Any]) -> None:
+        """Keep the step's write (the last one when not guarded)."""
+        if len(values) != 1 and self.guard:
+            name = type(self).__name__
+            raise InvalidUpdateError(
+                f"At key '{self.key}': {name}(guard=True) can receive only one value "
+                "per step. Use guard=False if you want to store any one of multiple values."
+            )
+        self.value = values[-1]

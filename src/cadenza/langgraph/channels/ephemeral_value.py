@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any
 
 from cadenza.langgraph._keys import MISSING
-from cadenza.langgraph.channels.base import ValueChannel
-from cadenza.langgraph.errors import InvalidUpdateError
+from cadenza.langgraph.channels.base import GuardedValue
 
 __all__ = ("EphemeralValue",)
 
 
-class EphemeralValue(ValueChannel):
-    __slots__ = ("guard",)
-
-    def __init__(self, typ: Any, guard: bool = True) -> None:
-        super().__init__(typ)
-        self.guard = guard
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EphemeralValue) and other.guard == self.guard
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def copy(self) -> Self:
-        new = self.__class__(self.typ, self.guard)
-        new.key = self.key
-        new.value = self.value
-        return new
-
-    def from_checkpoint(self, checkpoint: Any) -> Self:
-        new = self.__class__(self.typ, self.guard)
-        new.key = self.key
-        if checkpoint is not MISSING:
-            new.value = checkpoint
-        return new
+class EphemeralValue(GuardedValue):
+    __slots__ = ()
 
     def update(self, values: Sequence[Any]) -> bool:
         if not values:
@@ -43,10 +20,5 @@ class EphemeralValue(ValueChannel):
                 self.value = MISSING
                 return True
             return False
-        if len(values) != 1 and self.guard:
-            raise InvalidUpdateError(
-                f"At key '{self.key}': EphemeralValue(guard=True) can receive only one value "
-                "per step. Use guard=False if you want to store any one of multiple values."
-            )
-        self.value = values[-1]
+        self.take(values)
         return True
