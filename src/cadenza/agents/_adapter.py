@@ -13,14 +13,15 @@ import importlib
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cadenza.agents.model import ModelError, OutputSchema
+from cadenza.agents.model import Message, ModelError, ModelResponse, OutputSchema, ToolSpec
 
 INSTALL_HINT = "pip install 'cadenza[llm]'"
 
@@ -238,3 +239,56 @@ def make_client(
         return factory(**options)
     except error as exc:
         raise ModelError(f"{what}: {exc}") from exc
+
+
+class SdkModel(ABC):
+    """What the adapters over a provider's SDK share: ``chat`` builds the request, makes the
+    SDK call (``_send``), turns the SDK's errors (``_error``, its base class) into
+    ModelErrors naming the model and endpoint, and reads the reply (``_response``)."""
+
+    name: str
+    client: Any
+    _error: type[Exception]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, base_url={str(self.client.base_url)!r})"
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        output: OutputSchema | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ModelResponse:
+        fmt = output_format(output) if output is not None else None
+        request = self._request(messages, tools, fmt, temperature, max_tokens)
+        try:
+            reply = await self._send(request)
+        except self._error as exc:
+            raise to_model_error(exc, where=self._where) from exc
+        return self._response(reply, fmt)
+
+    @property
+    def _where(self) -> str:
+        return f"{self.name} at {self.client.base_url}"
+
+    @abstractmethod
+    def _request(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        fmt: OutputFormat | None,
+        temperature: float | None,
+        max_tokens: int | None,
+    ) -> dict[str, Any]:
+        """The SDK call's keyword arguments."""
+
+    @abstractmethod
+    async def _send(self, request: dict[str, Any]) -> Any:
+        """Make the SDK call."""
+
+    @abstractmethod
+    def _response(self, reply: Any, fmt: OutputFormat | None) -> ModelResponse:
+        """The reply as a ModelResponse."""

@@ -14,18 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from cadenza.agents._adapter import (
     OutputFormat,
+    SdkModel,
     import_sdk,
     make_client,
-    output_format,
     stop_reason,
-    to_model_error,
     validate_output,
 )
 from cadenza.agents.model import (
     Message,
     ModelError,
     ModelResponse,
-    OutputSchema,
     Pricing,
     ToolCall,
     ToolSpec,
@@ -37,7 +35,7 @@ if TYPE_CHECKING:
     from anthropic.types import Message as AnthropicMessage
 
 
-class AnthropicModel:
+class AnthropicModel(SdkModel):
     """A Claude model behind the messages API.
 
     ``max_tokens`` is mandatory in that API; ``default_max_tokens`` is used when a call does not
@@ -65,10 +63,11 @@ class AnthropicModel:
         self.pricing = pricing
         self.default_max_tokens = default_max_tokens
         self._sdk = import_sdk("anthropic", package="anthropic", needed_by="AnthropicModel")
+        self._error = self._sdk.AnthropicError
         if client is None:
             client = make_client(
                 self._sdk.AsyncAnthropic,
-                self._sdk.AnthropicError,
+                self._error,
                 f"{self.name}: cannot create the Anthropic client",
                 timeout=timeout,
                 api_key=api_key,
@@ -78,29 +77,8 @@ class AnthropicModel:
             )
         self.client: AsyncAnthropic = client
 
-    def __repr__(self) -> str:
-        return f"AnthropicModel({self.name!r}, base_url={str(self.client.base_url)!r})"
-
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        output: OutputSchema | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-    ) -> ModelResponse:
-        fmt = output_format(output) if output is not None else None
-        request = self._request(messages, tools, fmt, temperature, max_tokens)
-        try:
-            reply = await self.client.messages.create(**request)
-        except self._sdk.AnthropicError as exc:
-            raise to_model_error(exc, where=self._where) from exc
-        return self._response(reply, fmt)
-
-    @property
-    def _where(self) -> str:
-        return f"{self.name} at {self.client.base_url}"
+    async def _send(self, request: dict[str, Any]) -> Any:
+        return await self.client.messages.create(**request)
 
     def _request(
         self,

@@ -13,19 +13,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cadenza.agents._adapter import (
     OutputFormat,
+    SdkModel,
     decode_arguments,
     import_sdk,
     make_client,
-    output_format,
     parse_output_text,
     stop_reason,
-    to_model_error,
 )
 from cadenza.agents.model import (
     Message,
     ModelError,
     ModelResponse,
-    OutputSchema,
     Pricing,
     ToolCall,
     ToolSpec,
@@ -37,7 +35,7 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion
 
 
-class OpenAIModel:
+class OpenAIModel(SdkModel):
     """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint.
 
     Structured output is asked for with ``response_format`` (``json_schema``) and validated
@@ -73,10 +71,11 @@ class OpenAIModel:
         self.max_tokens_param = max_tokens_param
         self.extra_body = dict(extra_body) if extra_body else None
         self._sdk = import_sdk("openai", package="openai", needed_by="OpenAIModel")
+        self._error = self._sdk.OpenAIError
         if client is None:
             client = make_client(
                 self._sdk.AsyncOpenAI,
-                self._sdk.OpenAIError,
+                self._error,
                 f"{self.name}: cannot create the OpenAI client",
                 timeout=timeout,
                 api_key=api_key,
@@ -86,29 +85,8 @@ class OpenAIModel:
             )
         self.client: AsyncOpenAI = client
 
-    def __repr__(self) -> str:
-        return f"OpenAIModel({self.name!r}, base_url={str(self.client.base_url)!r})"
-
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        output: OutputSchema | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-    ) -> ModelResponse:
-        fmt = output_format(output) if output is not None else None
-        request = self._request(messages, tools, fmt, temperature, max_tokens)
-        try:
-            completion = await self.client.chat.completions.create(**request)
-        except self._sdk.OpenAIError as exc:
-            raise to_model_error(exc, where=self._where) from exc
-        return self._response(completion, fmt)
-
-    @property
-    def _where(self) -> str:
-        return f"{self.name} at {self.client.base_url}"
+    async def _send(self, request: dict[str, Any]) -> Any:
+        return await self.client.chat.completions.create(**request)
 
     def _request(
         self,
