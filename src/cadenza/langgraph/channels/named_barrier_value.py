@@ -21,7 +21,7 @@ class NamedBarrierValue(BaseChannel[None, str, set[str]]):
         self.seen: set[str] = set()
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, NamedBarrierValue) and other.names == self.names
+        return type(other) is type(self) and other.names == self.names  # type: ignore[attr-defined]
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -66,30 +66,21 @@ class NamedBarrierValue(BaseChannel[None, str, set[str]]):
         return False
 
 
-class NamedBarrierValueAfterFinish(BaseChannel[None, str, tuple[set[str], bool]]):
+class NamedBarrierValueAfterFinish(NamedBarrierValue):
     """A join for a deferred node: complete and the run otherwise finished."""
 
-    __slots__ = ("finished", "names", "seen")
+    __slots__ = ("finished",)
 
     def __init__(self, typ: Any, names: set[str]) -> None:
-        super().__init__(typ)
-        self.names = names
-        self.seen: set[str] = set()
+        super().__init__(typ, names)
         self.finished = False
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, NamedBarrierValueAfterFinish) and other.names == self.names
-
-    __hash__ = None  # type: ignore[assignment]
-
     def copy(self) -> Self:
-        new = self.__class__(self.typ, self.names)
-        new.key = self.key
-        new.seen = self.seen.copy()
+        new = super().copy()
         new.finished = self.finished
         return new
 
-    def checkpoint(self) -> tuple[set[str], bool]:
+    def checkpoint(self) -> tuple[set[str], bool]:  # type: ignore[override]
         return (set(self.seen), self.finished)
 
     def from_checkpoint(self, checkpoint: Any) -> Self:
@@ -98,16 +89,6 @@ class NamedBarrierValueAfterFinish(BaseChannel[None, str, tuple[set[str], bool]]
         if checkpoint is not MISSING:
             new.seen, new.finished = checkpoint
         return new
-
-    def update(self, values: Sequence[str]) -> bool:
-        updated = False
-        for value in values:
-            if value not in self.names:
-                raise InvalidUpdateError(f"At key '{self.key}': Value {value} not in {self.names}")
-            if value not in self.seen:
-                self.seen.add(value)
-                updated = True
-        return updated
 
     def get(self) -> None:
         if not self.finished or self.seen != self.names:
