@@ -44,7 +44,9 @@ def drive(loop: Loop, eager: bool = False) -> Iterator[None]:
     try:
         saver = loop.saver
         if saver is not None:
-            flush_saver(saver)  # a subgraph reads what its parent may still be writing
+            # calls still queued for the saver (a run left unfinished, another thread's) are
+            # stored before the thread is read; a no-op when nothing is queued
+            flush_saver(saver)
         loop.start(saver.get_tuple(loop.load_config()) if saver is not None else None)
         while loop.tick():
             if loop.cache is not None:
@@ -126,7 +128,7 @@ async def adrive(loop: Loop, wake: asyncio.Event | None = None) -> AsyncIterator
     try:
         saver = loop.saver
         if saver is not None:
-            flush_saver(saver)  # calls a sync run in another thread handed to the writer
+            flush_saver(saver)  # calls a sync run handed to the saver's writer thread
         saved = await saver.aget_tuple(loop.load_config()) if saver is not None else None
         loop.start(saved)
         await _flush(loop)
