@@ -93,7 +93,7 @@ async def evaluate(
 ) -> Any:
     """Evaluate a condition: an expression, or a predicate ``fn(state[, ctx])``."""
     if isinstance(cond, Expression):
-        return cond.test(state)
+        return await cond.atest(state)
     params = len(inspect.signature(cond).parameters)
     result = cond(state, ctx) if params >= 2 else cond(dict(state))
     if inspect.isawaitable(result):
