@@ -224,7 +224,7 @@ def test_graph_and_validate_commands(db: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\nsteps:\n  - {type: PARALEL, name: a}\n")
     code, _, err = invoke("validate", str(broken))
-    assert code == 1
+    assert code == 2
     assert err.strip() == (
         f"{broken}:3:6: $.steps[0].type: unknown step type 'PARALEL' — did you mean "
         "'PARALLEL'? (types: SEQUENTIAL, PARALLEL, CONDITIONAL, LOOP, REACT, HUMAN_APPROVAL, "

@@ -217,7 +217,7 @@ BAD: list[tuple[str, str | None, int, int, str]] = [
      "unknown step type 'PARALEL' — did you mean 'PARALLEL'?"),
     ("unknown field", "  - {name: start, timout: 3}\n", 11, 19,
      "unknown field 'timout' — did you mean 'timeout'?"),
-    ("field for another type", "  - {name: start, endpoint: 'http://x'}\n", 11, 5,
+    ("field for another type", "  - {name: start, endpoint: 'http://x'}\n", 11, 19,
      "'endpoint' applies to WEBHOOK steps, not SEQUENTIAL"),
     ("wrong type of timeout", "  - {name: start, timeout: soon}\n", 11, 19,
      "Input should be a valid number"),

@@ -4,10 +4,10 @@ models, tools, planners and synthesizers resolved by name, problems located in t
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cadenza.errors import DefinitionError
+from cadenza.graph._spec_refs import is_unimported, unimported_tool
 from cadenza.graph.spec import StepSpec
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def _tools(b: _Builder, step: StepSpec, path: Loc) -> list[Any]:
         if fn is None:
             continue
         try:
-            found.append(as_tool(fn))
+            found.append(unimported_tool(ref, i) if is_unimported(fn) else as_tool(fn))
         except DefinitionError as exc:
             b.problem((*path, "tools", i), exc.message)
     if len(found) != len(step.tools or []):
@@ -110,10 +110,8 @@ def _tools(b: _Builder, step: StepSpec, path: Loc) -> list[Any]:
 
 
 def _model(b: _Builder, ref: str, path: Loc) -> Any:
-    from cadenza.agents.registry import resolve_model
-
     try:
-        return resolve_model(ref, base=Path(b.file).resolve().parent)
+        return b.refs.model(ref)
     except DefinitionError as exc:
         b.problem(path, exc.message)
         _stop()
@@ -121,24 +119,14 @@ def _model(b: _Builder, ref: str, path: Loc) -> Any:
 
 def _function_or_model(b: _Builder, ref: str, path: Loc) -> Callable[..., Any] | Any:
     """A handler by name or import path, else a model by name or spec."""
-    from cadenza.agents.registry import resolve_model
-
     try:
-        fn = b.registry.resolve(ref)
-        if not callable(getattr(fn, "chat", None)):
-            return fn
+        return b.refs.function_or_model(ref)
     except DefinitionError as exc:
-        as_handler = exc.message
-    else:
-        return fn
-    try:
-        return resolve_model(ref, base=Path(b.file).resolve().parent)
-    except DefinitionError as exc:
-        b.problem(path, f"{ref!r} is neither a handler ({as_handler}) nor a model ({exc.message})")
+        b.problem(path, exc.message)
         _stop()
 
 
-def _stop() -> Any:
+def _stop() -> NoReturn:
     from cadenza.graph.spec_compile import _Reported
 
     raise _Reported

@@ -37,6 +37,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 
+# Bounds on the numbers of a workflow file (the README states them): every duration is finite
+# and at most a year, every count is at least 1 and small enough to mean what it says. A
+# negative retry or an infinite timeout is a typo to refuse, not a run to start.
+MAX_SECONDS = 365 * 24 * 3600
+MAX_RETRIES = 100
+MAX_BACKOFF = 10.0
+MAX_ITERATIONS = 100_000
+MAX_AGENT_STEPS = 1_000
+MAX_CONCURRENCY = 10_000
+MAX_QUORUM = 1_000
+MAX_TOKENS = 100_000_000
+
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+Timeout = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES)]
+
 
 class StepType(StrEnum):
     SEQUENTIAL = "SEQUENTIAL"
@@ -55,18 +71,18 @@ class StepType(StrEnum):
 class RetrySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_attempts: int = Field(default=3, ge=1)
-    initial_delay: float = Field(default=1.0, ge=0)
-    backoff: float = Field(default=2.0, ge=1)
-    max_delay: float = Field(default=60.0, ge=0)
-    jitter: float = Field(default=0.1, ge=0, le=1)
+    max_attempts: int = Field(default=3, ge=1, le=MAX_RETRIES + 1)
+    initial_delay: Seconds = 1.0
+    backoff: float = Field(default=2.0, ge=1, le=MAX_BACKOFF, allow_inf_nan=False)
+    max_delay: Seconds = 60.0
+    jitter: float = Field(default=0.1, ge=0, le=1, allow_inf_nan=False)
 
 
 class BulkheadSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    limit: int = Field(ge=1)
+    limit: int = Field(ge=1, le=MAX_CONCURRENCY)
 
 
 Targets = str | list[str]
@@ -90,8 +106,8 @@ class StepSpec(BaseModel):
     routes: dict[str, str] | None = None
     default: str | None = None
     # policies
-    timeout: float | None = Field(default=None, gt=0)
-    retry: int | RetrySpec | None = None
+    timeout: Timeout | None = None
+    retry: Retries | RetrySpec | None = None
     compensate: str | None = None
     breaker: str | None = None
     fallback: str | None = None
@@ -102,12 +118,12 @@ class StepSpec(BaseModel):
     # composite steps
     branches: list[StepSpec | str | list[StepSpec | str]] | None = None
     for_each: str | None = None
-    max_concurrent: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
     on_failure: Literal["fail_fast", "collect"] = "fail_fast"
     body: list[StepSpec] | None = None
     until: str | None = None
-    max_iterations: int | None = Field(default=None, ge=1)
-    seconds: float | None = Field(default=None, ge=0)
+    max_iterations: int | None = Field(default=None, ge=1, le=MAX_ITERATIONS)
+    seconds: Seconds | None = None
     reason: str | None = None
     # WEBHOOK
     endpoint: str | None = None
@@ -118,7 +134,7 @@ class StepSpec(BaseModel):
     # HUMAN_APPROVAL
     approvers: list[str] | None = None
     required_for: list[str] | None = None
-    quorum: int | None = Field(default=None, ge=1)
+    quorum: int | None = Field(default=None, ge=1, le=MAX_QUORUM)
     on_timeout: str | None = None
     on_reject: str | None = None
     summary: str | None = None
@@ -128,9 +144,9 @@ class StepSpec(BaseModel):
     model: str | None = None
     tools: list[str] | None = None
     system_prompt: str | None = None
-    max_steps: int | None = Field(default=None, ge=1)
-    token_budget: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_AGENT_STEPS)
+    token_budget: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
     messages_key: str | None = None
     input_key: str | None = None
     on_max_steps: Literal["fail", "finish"] | None = None
@@ -142,7 +158,7 @@ class StepSpec(BaseModel):
     workers: list[StepSpec] | None = None
     on_subtask_failure: Literal["fail", "report"] | None = None
     results_key: str | None = None
-    max_subtasks: int | None = Field(default=None, ge=1)
+    max_subtasks: int | None = Field(default=None, ge=1, le=MAX_AGENT_STEPS)
     capability: str | None = None
 
     @field_validator("workers", mode="before")
@@ -174,11 +190,7 @@ class StepSpec(BaseModel):
     @model_validator(mode="after")
     def _fields_fit_the_type(self) -> StepSpec:
         t = self.type
-        misplaced = [f for f, kinds in _ONLY_FOR.items() if _given(self, f) and t not in kinds]
-        if misplaced:
-            field = misplaced[0]
-            allowed = " or ".join(sorted(k.value for k in _ONLY_FOR[field]))
-            raise ValueError(f"{_alias(field)!r} applies to {allowed} steps, not {t.value}")
+        _check_fields_used(self)
         if t is StepType.LOOP and (self.body is None or self.until is None):
             raise ValueError("a LOOP needs 'body' (its steps) and 'until' (its exit condition)")
         if t is StepType.LOOP and self.max_iterations is None:
@@ -204,6 +216,10 @@ class StepSpec(BaseModel):
                 raise ValueError("a REACT needs a 'model'")
             if self.max_steps is not None and self.max_iterations is not None:
                 raise ValueError("give 'max_steps' or 'max_iterations', not both")
+            if (self.max_iterations or 0) > MAX_AGENT_STEPS:
+                raise ValueError(
+                    f"'max_iterations' is at most {MAX_AGENT_STEPS} on a REACT (its model calls)"
+                )
         if t is StepType.WORKER:
             if not self.capability:
                 raise ValueError("a WORKER needs a 'capability'")
@@ -254,14 +270,30 @@ class WorkflowSpec(BaseModel):
     steps: Annotated[list[StepSpec], Field(min_length=1)]
 
 
-_WITH_HANDLER = frozenset({StepType.SEQUENTIAL, StepType.CONDITIONAL, StepType.WORKER})
+_ALL = frozenset(StepType)
+_TASK = frozenset({StepType.SEQUENTIAL, StepType.CONDITIONAL})  # CONDITIONAL: as a guard
 _AGENT = frozenset({StepType.REACT, StepType.WORKER})
+_CALLS = _TASK | _AGENT | {StepType.WEBHOOK, StepType.ORCHESTRATOR}  # steps that call out
+# Which step types use each field: a field given to a step that does not use it is refused,
+# since silently ignoring it (``retry: -5`` on a WAIT) hides a typo or a misunderstanding.
+# ``name``, ``type``, ``description`` and ``security_level`` (annotations) fit every step.
 _ONLY_FOR: dict[str, frozenset[StepType]] = {
+    "handler": _TASK | {StepType.WORKER},
+    "next": _ALL - {StepType.WORKER},
     "conditions": frozenset({StepType.CONDITIONAL}),
+    "match": frozenset({StepType.CONDITIONAL}),
     "then": frozenset({StepType.CONDITIONAL}),
     "else_": frozenset({StepType.CONDITIONAL}),
     "routes": frozenset({StepType.CONDITIONAL}),
     "default": frozenset({StepType.CONDITIONAL}),
+    "timeout": _CALLS | {StepType.HUMAN_APPROVAL},
+    "retry": _CALLS,
+    "compensate": _TASK,
+    "breaker": _TASK | {StepType.WEBHOOK},
+    "fallback": _TASK,
+    "bulkhead": _TASK,
+    "input": _TASK,
+    "output": _TASK | {StepType.WEBHOOK, StepType.REACT, StepType.ORCHESTRATOR},
     "branches": frozenset({StepType.PARALLEL}),
     "for_each": frozenset({StepType.PARALLEL}),
     "max_concurrent": frozenset({StepType.PARALLEL, StepType.ORCHESTRATOR}),
@@ -269,6 +301,20 @@ _ONLY_FOR: dict[str, frozenset[StepType]] = {
     "body": frozenset({StepType.LOOP}),
     "until": frozenset({StepType.LOOP}),
     "max_iterations": frozenset({StepType.LOOP, StepType.REACT}),
+    "seconds": frozenset({StepType.WAIT}),
+    "reason": frozenset({StepType.ROLLBACK}),
+    "endpoint": frozenset({StepType.WEBHOOK}),
+    "method": frozenset({StepType.WEBHOOK}),
+    "payload": frozenset({StepType.WEBHOOK}),
+    "headers": frozenset({StepType.WEBHOOK}),
+    "secret_env": frozenset({StepType.WEBHOOK}),
+    "approvers": frozenset({StepType.HUMAN_APPROVAL}),
+    "required_for": frozenset({StepType.HUMAN_APPROVAL}),
+    "quorum": frozenset({StepType.HUMAN_APPROVAL}),
+    "on_timeout": frozenset({StepType.HUMAN_APPROVAL}),
+    "on_reject": frozenset({StepType.HUMAN_APPROVAL}),
+    "summary": frozenset({StepType.HUMAN_APPROVAL}),
+    "show": frozenset({StepType.HUMAN_APPROVAL}),
     "model": _AGENT,
     "tools": _AGENT,
     "system_prompt": _AGENT,
@@ -287,29 +333,42 @@ _ONLY_FOR: dict[str, frozenset[StepType]] = {
     "results_key": frozenset({StepType.ORCHESTRATOR}),
     "max_subtasks": frozenset({StepType.ORCHESTRATOR}),
     "capability": frozenset({StepType.WORKER}),
-    "seconds": frozenset({StepType.WAIT}),
-    "reason": frozenset({StepType.ROLLBACK}),
-    "endpoint": frozenset({StepType.WEBHOOK}),
-    "payload": frozenset({StepType.WEBHOOK}),
-    "headers": frozenset({StepType.WEBHOOK}),
-    "secret_env": frozenset({StepType.WEBHOOK}),
-    "approvers": frozenset({StepType.HUMAN_APPROVAL}),
-    "required_for": frozenset({StepType.HUMAN_APPROVAL}),
-    "quorum": frozenset({StepType.HUMAN_APPROVAL}),
-    "on_timeout": frozenset({StepType.HUMAN_APPROVAL}),
-    "on_reject": frozenset({StepType.HUMAN_APPROVAL}),
-    "summary": frozenset({StepType.HUMAN_APPROVAL}),
-    "show": frozenset({StepType.HUMAN_APPROVAL}),
-    "compensate": _WITH_HANDLER - {StepType.WORKER},
-    "fallback": _WITH_HANDLER | {StepType.WEBHOOK},
-    "input": _WITH_HANDLER - {StepType.WORKER},
 }
-_DEFAULTS = {"on_failure": "fail_fast", "method": "POST", "match": "any"}
+# A CONDITIONAL that routes (then/else/routes) runs no handler: the task fields are a guard's.
+_GUARD_ONLY = frozenset(f for f, kinds in _ONLY_FOR.items() if StepType.SEQUENTIAL in kinds) - {
+    "next"
+}
+# A WORKER with a handler runs no agent loop: the agent fields are for a WORKER with a model.
+_AGENT_ONLY = frozenset({"tools", "system_prompt", "max_steps", "token_budget", "temperature"})
 
 
-def _given(spec: StepSpec, field: str) -> bool:
-    value = getattr(spec, field)
-    return value is not None and value != _DEFAULTS.get(field)
+def _check_fields_used(spec: StepSpec) -> None:
+    """Refuse the first field given (even with its default value) that the step does not use."""
+    t = spec.type
+    for field in _ONLY_FOR:
+        if field not in spec.model_fields_set:
+            continue
+        if t not in _ONLY_FOR[field]:
+            allowed = " or ".join(sorted(k.value for k in _ONLY_FOR[field]))
+            raise ValueError(f"{_alias(field)!r} applies to {allowed} steps, not {t.value}")
+        if t is StepType.CONDITIONAL and field in _GUARD_ONLY and not spec.is_guard:
+            raise ValueError(
+                f"{_alias(field)!r} applies to a CONDITIONAL that guards its handler (with only "
+                "'conditions'), not to one that routes with 'then'/'else'/'routes'"
+            )
+        if t is StepType.WORKER and field in _AGENT_ONLY and spec.handler is not None:
+            raise ValueError(f"{field!r} applies to a WORKER with a 'model', not a 'handler'")
+    if "default" in spec.model_fields_set and spec.routes is None:
+        raise ValueError(
+            "'default' goes with 'routes' (with 'then', name the other step in 'else')"
+        )
+    if "match" in spec.model_fields_set and spec.routes is not None:
+        raise ValueError("'match' goes with 'conditions', not with 'routes'")
+    if isinstance(spec.output, dict) and t not in _TASK:
+        raise ValueError(
+            f"'output' maps result keys to state keys on SEQUENTIAL steps; on a {t.value} it "
+            "names one state key"
+        )
 
 
 def _alias(field: str) -> str:

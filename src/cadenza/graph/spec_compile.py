@@ -4,42 +4,23 @@ names resolved, routing turned into edges, and every problem located in the file
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
-import operator
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
-
-from pydantic import ValidationError
+from typing import Any
 
 from cadenza.errors import DefinitionError
 from cadenza.graph._spec_agents import add_orchestrator, add_react
+from cadenza.graph._spec_refs import References
+from cadenza.graph._spec_workflow import check_modules, configuration, import_modules, state_type
 from cadenza.graph.builder import Workflow
-from cadenza.graph.config import WorkflowConfiguration
 from cadenza.graph.registry import HandlerRegistry, handlers
-from cadenza.graph.spec import FieldSpec, StepSpec, StepType, WorkflowSpec
+from cadenza.graph.spec import StepSpec, StepType, WorkflowSpec
 from cadenza.graph.spec_load import Loc, Locator, Problem, SpecError
+from cadenza.graph.spec_read import MAX_SHOWN
 from cadenza.resilience.limits import Bulkhead
 from cadenza.resilience.retry import RetryPolicy
-
-_TYPES: dict[str, Any] = {
-    "str": str,
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "list": list,
-    "dict": dict,
-    "any": Any,
-}
-_REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
-    "append": operator.add,
-    "add": operator.add,
-    "merge": lambda old, new: {**old, **new},
-    "max": max,
-    "min": min,
-}
 
 
 def load_workflow_file(
@@ -47,8 +28,10 @@ def load_workflow_file(
     *,
     handler_modules: Sequence[str] = (),
     registry: HandlerRegistry = handlers,
+    imports: bool | None = True,
 ) -> Workflow:
-    """Read, validate and compile a YAML or JSON workflow file."""
+    """Read, validate and compile a YAML or JSON workflow file (``imports``: see
+    :func:`compile_spec`)."""
     from cadenza.graph.spec_load import read_spec
 
     spec, locator = read_spec(path)
@@ -59,7 +42,12 @@ def load_workflow_file(
         sys.path.insert(0, folder)
     try:
         return compile_spec(
-            spec, locator, str(path), registry=registry, handler_modules=handler_modules
+            spec,
+            locator,
+            str(path),
+            registry=registry,
+            handler_modules=handler_modules,
+            imports=imports,
         )
     finally:
         if added:
@@ -73,11 +61,27 @@ def compile_spec(
     *,
     registry: HandlerRegistry = handlers,
     handler_modules: Sequence[str] = (),
+    imports: bool | None = True,
 ) -> Workflow:
-    """Build the workflow a spec describes; raise :class:`SpecError` with every problem found."""
-    builder = _Builder(spec, locator, file, registry)
-    modules = [spec.handlers] if isinstance(spec.handlers, str) else list(spec.handlers or [])
-    builder.import_modules([*modules, *handler_modules])
+    """Build the workflow a spec describes; raise :class:`SpecError` with every problem found.
+
+    ``imports=True`` imports the handler modules (the spec's ``handlers`` and
+    ``handler_modules``) and the modules that ``package.module:function`` references name,
+    which runs their code. ``False`` imports nothing: references are checked for syntax and
+    resolved where no import is needed, placeholders (which fail if run) stand in for the
+    rest; the workflow is for checking, not running. ``None``: import when any handler module
+    is named."""
+    named = [spec.handlers] if isinstance(spec.handlers, str) else list(spec.handlers or [])
+    modules = [*named, *handler_modules]
+    if imports is None:
+        imports = bool(modules)
+    refs = References(
+        registry, imports=imports, modules_named=bool(modules), base=Path(file).resolve().parent
+    )
+    builder = _Builder(spec, locator, file, refs)
+    check_modules(builder, named, handler_modules)
+    if imports:
+        import_modules(builder, modules)
     workflow = builder.build()
     builder.raise_problems()
     try:
@@ -88,13 +92,14 @@ def compile_spec(
 
 
 class _Builder:
-    def __init__(self, spec: WorkflowSpec, locator: Locator, file: str, registry: HandlerRegistry):
+    def __init__(self, spec: WorkflowSpec, locator: Locator, file: str, refs: References):
         self.spec = spec
         self.locator = locator
         self.file = file
-        self.registry = registry
+        self.refs = refs
         self.problems: list[Problem] = []
         self.where: dict[str, Loc] = {}  # step name -> its place in the file
+        self.comparisons = 20_000  # the budget of name comparisons for suggestions (~0.1 s)
 
     def problem(self, path: Loc, message: str) -> None:
         self.problems.append(self.locator.problem(path, message))
@@ -103,65 +108,14 @@ class _Builder:
         if self.problems:
             raise SpecError(self.file, self.problems)
 
-    def import_modules(self, modules: Sequence[str]) -> None:
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception as exc:
-                self.problem(("handlers",), f"cannot import handler module {name!r}: {exc}")
-        self.raise_problems()
-
     def build(self) -> Workflow:
-        state = self._state()
-        config = self._config()
+        state = state_type(self)
+        config = configuration(self)
         workflow = Workflow(
             self.spec.name, state=state, config=config, description=self.spec.description or ""
         )
         self._add_steps(workflow, self.spec.steps, ("steps",))
         return workflow
-
-    # -- workflow-level ----------------------------------------------------------------------
-
-    def _state(self) -> Any:
-        if not self.spec.state:
-            return dict
-        fields: dict[str, Any] = {}
-        for key, field in self.spec.state.items():
-            spec = field if isinstance(field, FieldSpec) else FieldSpec(type=field)
-            tp = _TYPES[spec.type]
-            if spec.reducer is not None:
-                reducer = self._reducer(spec.reducer, ("state", key, "reducer"))
-                tp = Annotated[tp, reducer] if reducer is not None else tp
-            fields[key] = tp
-        return TypedDict(f"{self.spec.name}_state", fields, total=False)  # type: ignore[operator]
-
-    def _reducer(self, ref: str, path: Loc) -> Callable[[Any, Any], Any] | None:
-        if ref in _REDUCERS:
-            return _REDUCERS[ref]
-        if ":" in ref:
-            try:
-                return self.registry.resolve(ref)
-            except DefinitionError as exc:
-                self.problem(path, exc.message)
-                return None
-        self.problem(
-            path, f"unknown reducer {ref!r}; use {', '.join(_REDUCERS)} or package.module:function"
-        )
-        return None
-
-    def _config(self) -> WorkflowConfiguration:
-        try:
-            return WorkflowConfiguration(**(self.spec.config or {}))
-        except ValidationError as exc:
-            for error in exc.errors():
-                key = error["loc"][0] if error["loc"] else ""
-                message = (
-                    f"unknown setting {key!r}"
-                    if error["type"] == "extra_forbidden"
-                    else str(error["msg"])
-                )
-                self.problem(("config", key), message)
-            return WorkflowConfiguration()
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -182,8 +136,7 @@ class _Builder:
             for field, targets in _targets(step):
                 for target in targets:
                     if target not in seen:
-                        close = difflib.get_close_matches(target, names, n=1)
-                        hint = f" — did you mean {close[0]!r}?" if close else ""
+                        hint = self._suggest(target, seen)
                         self.problem((*path, i, field), f"unknown step {target!r}{hint}")
         if self.problems:
             return
@@ -192,6 +145,15 @@ class _Builder:
             for target in _successors(step, following):
                 wf.edge(step.name, target)
         wf.start(names[0])
+
+    def _suggest(self, target: str, names: Collection[str]) -> str:
+        """A near-miss step name, while the comparisons stay few: difflib against every name
+        of a file of thousands of steps, for each unknown name, would take seconds."""
+        if len(self.problems) >= MAX_SHOWN or len(names) > self.comparisons:
+            return ""
+        self.comparisons -= len(names)
+        close = difflib.get_close_matches(target, names, n=1)
+        return f" — did you mean {close[0]!r}?" if close else ""
 
     def _add_step(self, wf: Workflow, step: StepSpec, path: Loc) -> None:
         t = step.type
@@ -267,7 +229,10 @@ class _Builder:
         }
 
     def _handler(self, step: StepSpec, path: Loc) -> Callable[..., Any]:
-        fn = self._ref(step.handler or step.name, (*path, "handler" if step.handler else "name"))
+        named = step.handler is not None  # an empty handler is an error, not the step's name
+        fn = self._ref(
+            step.handler if named else step.name, (*path, "handler" if named else "name")
+        )
         if fn is None:
             raise _Reported
         if step.input is None and step.output is None:
@@ -278,7 +243,7 @@ class _Builder:
         if ref is None:
             return None
         try:
-            return self.registry.resolve(ref)
+            return self.refs.handler(ref)
         except DefinitionError as exc:
             self.problem(path, exc.message)
             return None
@@ -300,7 +265,7 @@ class _Builder:
                 self._branch(wf, b, (*path, "branches", i)) for i, b in enumerate(step.branches)
             ]
         else:
-            found = self.registry.branches(step.name)
+            found = self.refs.registry.branches(step.name)
             if not found:
                 single = self._ref(step.name, (*path, "name"))
                 found = [single] if single is not None else []

@@ -4,62 +4,26 @@ problem located (file, line and column, and the JSON path) and explained."""
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from cadenza.errors import DefinitionError
 from cadenza.graph.spec import StepSpec, WorkflowSpec
+from cadenza.graph.spec_read import MAX_SHOWN, Loc, Marks, Problem, SpecError, read_document
 
-Loc = tuple[str | int, ...]
+_FIELD_FIRST = re.compile(r"^'([a-z_]+)' (?:applies|goes with|maps|is at most)")
 
-# libyaml's loader when PyYAML was built with it (the wheels are): ~10x faster, same marks.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: Loc
-    message: str
-    line: int | None = None
-    column: int | None = None
-
-    @property
-    def json_path(self) -> str:
-        out = "$"
-        for part in self.path:
-            out += f"[{part}]" if isinstance(part, int) else f".{part}"
-        return out
-
-
-class SpecError(DefinitionError):
-    """A workflow file with problems; ``str()`` is one ``FILE:LINE:COL: message`` line each."""
-
-    def __init__(self, file: str, problems: Sequence[Problem]) -> None:
-        self.file = file
-        self.problems = list(problems)
-        super().__init__("\n".join(self.lines()))
-
-    def lines(self) -> list[str]:
-        out = []
-        for p in self.problems:
-            where = f"{self.file}:{p.line}:{p.column}" if p.line else self.file
-            out.append(
-                f"{where}: {p.json_path}: {p.message}" if p.path else f"{where}: {p.message}"
-            )
-        return out
+__all__ = ["Loc", "Locator", "Problem", "SpecError", "parse_text", "read_spec", "validate_spec"]
 
 
 class Locator:
-    """Where each part of a document is: JSON path -> (line, column), 1-based."""
+    """Where each part of a document is: JSON path -> (line, column), 1-based. A part inside
+    a YAML alias is found at the alias."""
 
-    def __init__(self, marks: dict[Loc, tuple[int, int]], root: Loc = ()) -> None:
+    def __init__(self, marks: Marks, root: Loc = ()) -> None:
         self.marks = marks
         self.root = root  # a bare list of steps is read as {"steps": [...]}
 
@@ -78,48 +42,32 @@ class Locator:
 
 
 def read_spec(path: str | Path) -> tuple[WorkflowSpec, Locator]:
-    """Parse and validate a workflow file; raise :class:`SpecError` listing every problem."""
+    """Parse and validate a workflow file; raise :class:`SpecError` listing every problem.
+
+    Reading is bounded (see :mod:`cadenza.graph.spec_read`): a hostile file fails here, with
+    its location, within a second and a few megabytes."""
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(file, [Problem((), f"cannot read: {exc.strerror}")]) from None
-    data, locator = parse_text(text, file, json_only=file.endswith(".json"))
+    data, marks = read_document(path, file)
+    locator = Locator(marks)
     return validate_spec(data, locator, file, default_name=Path(path).stem), locator
 
 
 def parse_text(text: str, file: str, *, json_only: bool = False) -> tuple[Any, Locator]:
+    """Parse workflow text already read (JSON with ``json_only``, else YAML), with the same
+    bounds and located problems as :func:`read_spec`."""
     if json_only:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(
-                file, [Problem((), f"invalid JSON: {exc.msg}", exc.lineno, exc.colno)]
-            ) from None
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        if not json_only:
-            data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        message = f"invalid YAML: {exc.problem or exc.context}"
-        raise SpecError(file, [Problem((), message, line, col)]) from None
-    finally:
-        loader.dispose()
-    marks: dict[Loc, tuple[int, int]] = {}
-    duplicates: list[Problem] = []
-    if node is not None:
-        _walk(node, (), marks, duplicates)
-    if duplicates:
-        raise SpecError(file, duplicates)
+        from cadenza.graph._spec_json import parse_json
+
+        data, marks = parse_json(text, file)
+    else:
+        from cadenza.graph._spec_yaml import parse_yaml
+
+        data, marks = parse_yaml(text, file)
     return data, Locator(marks)
 
 
 def validate_spec(data: Any, locator: Locator, file: str, *, default_name: str) -> WorkflowSpec:
     if isinstance(data, list):  # the brief's form: a bare list of steps
-        locator.root = ()
         locator.root = ("__list__",)
         locator.marks = {("__list__", *k): v for k, v in locator.marks.items()}
         data = {"name": _identifier(default_name), "steps": data}
@@ -134,34 +82,19 @@ def validate_spec(data: Any, locator: Locator, file: str, *, default_name: str) 
         raise SpecError(file, list(_problems(exc, data, locator))) from None
 
 
-def _walk(
-    node: yaml.Node, path: Loc, marks: dict[Loc, tuple[int, int]], dup: list[Problem]
-) -> None:
-    marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            at = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            if key in seen:
-                dup.append(Problem((*path, key), f"duplicate key {key!r}", *at))
-            seen.add(key)
-            _walk(value_node, (*path, key), marks, dup)
-            marks[(*path, key)] = at  # a problem with a field points at its key
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, (*path, i), marks, dup)
-
-
 def _problems(exc: ValidationError, data: Any, locator: Locator) -> Iterator[Problem]:
     found: dict[Loc, Problem] = {}
-    for error in exc.errors():
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
         path, model = _data_path(data, error["loc"])
+        message = _message(error, path, model, suggest=len(found) < MAX_SHOWN)
+        path = _at_field(data, path, message)
         if path not in found:  # one problem per place: unions report each alternative
-            found[path] = locator.problem(path, _message(error, path, model))
+            found[path] = locator.problem(path, message)
+    # A union's alternatives fail at different depths: keep the most specific. (Through the
+    # set of proper prefixes, since a large document may have tens of thousands of problems.)
+    above = {path[:i] for path in found for i in range(len(path))}
     for path, problem in found.items():
-        # A union's alternatives fail at different depths: keep the most specific.
-        if not any(other[: len(path)] == path and other != path for other in found):
+        if path not in above:
             yield problem
 
 
@@ -169,7 +102,8 @@ def _data_path(data: Any, loc: Sequence[Any]) -> tuple[Loc, type[BaseModel]]:
     """The error's location in the document, without pydantic's union-member tags; and the
     model that owns the last field (for suggestions)."""
     path: list[str | int] = []
-    node, model = data, WorkflowSpec
+    node = data
+    model: type[BaseModel] = WorkflowSpec
     for part in loc:
         if isinstance(node, dict) and part in node:
             path.append(part)
@@ -185,18 +119,35 @@ def _data_path(data: Any, loc: Sequence[Any]) -> tuple[Loc, type[BaseModel]]:
     return tuple(path), model
 
 
+def _at_field(data: Any, path: Loc, message: str) -> Loc:
+    """A step's problem that names one of its fields first (``'retry' applies to ...``) is
+    located at that field rather than at the step."""
+    named = _FIELD_FIRST.match(message)
+    if named is None:
+        return path
+    node = data
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):  # a missing field
+            return path
+    return (*path, named.group(1)) if isinstance(node, dict) and named.group(1) in node else path
+
+
 def _is_tag(part: str) -> bool:
     return bool(re.match(r"^[A-Za-z_]+(\[.*\])?$", part)) and (
         part[0].isupper() or "[" in part or part in ("int", "str", "float", "bool", "list", "dict")
     )
 
 
-def _message(error: Any, path: Loc, model: type[BaseModel]) -> str:
+def _message(error: Any, path: Loc, model: type[BaseModel], *, suggest: bool) -> str:
+    """The problem in words; ``suggest``: with a near-miss field name (only for problems that
+    will be shown, since difflib for each of thousands would take seconds)."""
     kind = error["type"]
     field = path[-1] if path and isinstance(path[-1], str) else None
     if kind == "extra_forbidden" and field is not None:
         names = [f.alias or n for n, f in model.model_fields.items()]
-        close = difflib.get_close_matches(field, names, n=1)
+        close = difflib.get_close_matches(field, names, n=1) if suggest else []
         hint = f" — did you mean {close[0]!r}?" if close else ""
         return f"unknown field {field!r}{hint}"
     if kind == "missing" and field is not None:
