@@ -3,7 +3,9 @@ run's previous event, and ``hash``, a SHA-256 over its own canonical encoding ch
 ``prev_hash``. Editing, deleting or reordering an event row in the store is then detected at
 exactly that event by :func:`verify`. Pure functions, no I/O: the store assigns the hashes when it
 appends (it is the one place that sees every event of a run in order), the CLI reads events and
-calls :func:`verify` or :func:`export`.
+calls :func:`export`. ``cadenza audit verify`` checks the rows as stored instead (a row no
+store writes is tampering to report, not an event to decode): :mod:`cadenza.observe.audit_verify`
+recomputes the same chain from the stored fields with :func:`link_broken`.
 
 Canonical encoding (what an external auditor recomputes)
 --------------------------------------------------------
@@ -43,7 +45,8 @@ empty string) for ``seq`` 1, so the first event's hash is simply ``sha256(body)`
 What the chain does and does not prove: without a secret, anyone who can write the database can
 also recompute every hash after an edit, and removing events from the *end* of a log leaves a
 valid chain. Both are caught by an *anchor*: a ``(seq, hash)`` of each run recorded outside the
-database (a previous export, a ticket, a signed log) and passed to :func:`verify`.
+database (a previous export, a ticket, a signed log) and passed to :func:`verify` (the file
+format of ``cadenza audit anchor`` is in :mod:`cadenza.observe.anchors`).
 """
 
 from __future__ import annotations
@@ -52,10 +55,11 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from json.encoder import encode_basestring
 from typing import Any, Literal
 
@@ -75,6 +79,7 @@ __all__ = [
     "as_stored",
     "encode_stored",
     "link",
+    "link_broken",
     # the compliance export
     "EXPORT_FIELDS",
     "export",
@@ -182,11 +187,18 @@ class Reason(StrEnum):
     UNHASHED = "unhashed"  # no hash: written before the audit trail existed, or forged
     TRUNCATED = "truncated"  # the log ends before an anchored event (the seq reported)
     REWRITTEN = "rewritten"  # the anchored event's hash differs: the chain was recomputed
+    # Found only from the rows as stored (cadenza.observe.audit_verify):
+    MALFORMED = "malformed"  # a field holds what no store writes: not JSON, an unknown type, NULL
+    RECORD = "record"  # the run's row disagrees with its log (status, workflow, version, input)
+    SNAPSHOT = "snapshot"  # the stored snapshot is not the fold of the events up to its seq
+    ORPHANED = "orphaned"  # events or a snapshot stored under an id that has no run row
+    VANISHED = "vanished"  # an anchored run is no longer in the store
 
 
 @dataclass(frozen=True, slots=True)
 class Broken:
-    """The first event at which a run's chain does not hold."""
+    """The first place at which a run's record does not hold: an event (``seq`` >= 1), or the
+    run as a whole (``seq`` 0: its row is missing or damaged, the run is gone)."""
 
     run_id: RunId
     seq: int
@@ -194,7 +206,49 @@ class Broken:
     detail: str = ""
 
     def __str__(self) -> str:
-        return f"run {self.run_id} event {self.seq}: {self.reason} ({self.detail})"
+        where = f"run {self.run_id} event {self.seq}" if self.seq > 0 else f"run {self.run_id}"
+        return f"{where}: {self.reason} ({self.detail})"
+
+
+def link_broken(
+    run_id: RunId,
+    head: tuple[int, str],
+    seq: int,
+    prev_hash: str,
+    digest: str,
+    body: Callable[[], bytes],
+    known: Container[str],
+) -> Broken | None:
+    """Check one event against its run's chain so far, ``head`` being the previous event's
+    ``(seq, hash)`` (``(0, GENESIS)`` before the first): its seq continues the run, it has a
+    hash, ``prev_hash`` is the head's hash, and the hash matches ``body`` (the canonical
+    encoding, computed only when the rest holds). ``known`` holds every hash of the log, to
+    tell an event moved elsewhere from one deleted."""
+    last_seq, last_hash = head
+    expected = last_seq + 1
+    if seq > expected:
+        missing = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
+        return Broken(run_id, seq, Reason.DELETED, f"event(s) {missing} missing")
+    if seq < expected:
+        return Broken(run_id, seq, Reason.REORDERED, f"seq {seq} follows seq {last_seq}")
+    if not digest:
+        return Broken(run_id, seq, Reason.UNHASHED, "the event has no hash")
+    if prev_hash != last_hash:
+        moved = prev_hash in known
+        return Broken(
+            run_id,
+            seq,
+            Reason.REORDERED if moved else Reason.DELETED,
+            f"prev_hash does not match the hash of event {last_seq}"
+            + (" but that of another event" if moved else " nor that of any event"),
+        )
+    try:
+        actual = link(last_hash, body())
+    except (TypeError, ValueError) as exc:  # what cannot be encoded cannot have been stored
+        return Broken(run_id, seq, Reason.EDITED, f"cannot encode the event: {exc}")
+    if actual != digest:
+        return Broken(run_id, seq, Reason.EDITED, "the content does not match its hash")
+    return None
 
 
 def verify(
@@ -219,32 +273,12 @@ def verify(
     anchored: dict[RunId, str] = {}
     for event in log:
         run_id = event.run_id
-        last_seq, last_hash = heads.get(run_id, (0, GENESIS))
-        expected = last_seq + 1
-        if event.seq > expected:
-            missing = f"{expected}" if event.seq == expected + 1 else f"{expected}..{event.seq - 1}"
-            return Broken(run_id, event.seq, Reason.DELETED, f"event(s) {missing} missing")
-        if event.seq < expected:
-            return Broken(
-                run_id, event.seq, Reason.REORDERED, f"seq {event.seq} follows seq {last_seq}"
-            )
-        if not event.hash:
-            return Broken(run_id, event.seq, Reason.UNHASHED, "the event has no hash")
-        if event.prev_hash != last_hash:
-            moved = event.prev_hash in known
-            return Broken(
-                run_id,
-                event.seq,
-                Reason.REORDERED if moved else Reason.DELETED,
-                f"prev_hash does not match the hash of event {last_seq}"
-                + (" but that of another event" if moved else " nor that of any event"),
-            )
-        try:
-            actual = chain_hash(last_hash, event)
-        except (TypeError, ValueError) as exc:  # what cannot be encoded cannot have been stored
-            return Broken(run_id, event.seq, Reason.EDITED, f"cannot encode the event: {exc}")
-        if actual != event.hash:
-            return Broken(run_id, event.seq, Reason.EDITED, "the content does not match its hash")
+        head = heads.get(run_id, (0, GENESIS))
+        broken = link_broken(
+            run_id, head, event.seq, event.prev_hash, event.hash, partial(canonical, event), known
+        )
+        if broken is not None:
+            return broken
         heads[run_id] = (event.seq, event.hash)
         anchor = anchors.get(run_id)
         if anchor is not None and anchor[0] == event.seq:

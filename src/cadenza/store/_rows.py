@@ -12,7 +12,7 @@ from pydantic_core import from_json, to_json
 from cadenza.errors import ConflictError, StoreError
 from cadenza.ids import RunId
 from cadenza.observe.audit import encode_stored, link
-from cadenza.runtime.events import Event
+from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord
 
@@ -92,8 +92,52 @@ def run_row(run: RunRecord, input_json: str) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+class DamagedRow(StoreError):
+    """A stored row that does not decode: edited, or written by something else."""
+
+    def __init__(self, run_id: Any, what: str, exc: Exception) -> None:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        super().__init__(
+            f"run {run_id!r}: {what} in the store does not decode ({detail}); "
+            f"`cadenza audit verify {run_id}` checks it"
+        )
+
+
 def run_from_row(row: tuple[Any, ...]) -> RunRecord:
-    """A run from the values of ``RUN_COLUMNS`` (in that order)."""
+    """A run from the values of ``RUN_COLUMNS`` (in that order); a row that does not decode
+    is a :class:`DamagedRow`, not a traceback."""
+    try:
+        return _run_from_row(row)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise DamagedRow(row[0] if row else "?", "its row", exc) from None
+
+
+def events_from_rows(run_id: RunId, rows: Sequence[Sequence[Any]]) -> list[Event]:
+    """Events from ``(seq, type, path, scope, attempt, data, ts, prev_hash, hash)`` rows."""
+    out = []
+    for row in rows:
+        try:
+            seq, type_, path, scope, attempt, data, ts, prev, h = row
+            out.append(
+                Event(
+                    run_id,
+                    seq,
+                    EventType(type_),
+                    path,
+                    scope,
+                    attempt,
+                    from_json(data),
+                    ts,
+                    prev,
+                    h,
+                )
+            )
+        except (ValueError, TypeError) as exc:
+            raise DamagedRow(run_id, f"event {row[0]!r}", exc) from None
+    return out
+
+
+def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
     parent = row[12]
     return RunRecord(
         run_id=RunId(row[0]),

@@ -107,6 +107,64 @@ class Command:
     outcome: str | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class StoredEvent:
+    """An event row exactly as the database returned it, nothing decoded: the audit
+    verifier's input (see :meth:`Store.read_stored`).
+
+    Normally ``seq`` and ``attempt`` are ``int``, ``ts`` a ``float``, ``data`` the JSON text
+    and the rest ``str``; the fields are typed ``object`` because a damaged row may hold
+    anything (``None``, bytes, text where a number belongs), and the verifier must report that
+    rather than fail on it."""
+
+    seq: object
+    type: object
+    path: object
+    scope: object
+    attempt: object
+    data: object
+    ts: object
+    prev_hash: object
+    hash: object
+
+
+@dataclass(slots=True, frozen=True)
+class StoredRun:
+    """The columns of a run's row that its log determines, as stored (``input`` as JSON
+    text): the verifier checks them against the log."""
+
+    workflow: object
+    version: object
+    status: object
+    input: object
+
+
+@dataclass(slots=True, frozen=True)
+class StoredSnapshot:
+    """A run's snapshot row as stored (``state`` and ``buffers`` as JSON text)."""
+
+    seq: object
+    state: object
+    buffers: object
+
+
+@dataclass(slots=True, frozen=True)
+class StoredLog:
+    """Everything a store holds under one run id, as stored and read in one consistent view:
+    the run's row (``None`` when there is none), its event rows in ``seq`` order, and its
+    snapshot (``None`` when there is none)."""
+
+    run_id: RunId
+    run: StoredRun | None
+    events: list[StoredEvent]
+    snapshot: StoredSnapshot | None
+
+    @property
+    def empty(self) -> bool:
+        """Nothing is stored under this id."""
+        return self.run is None and not self.events and self.snapshot is None
+
+
 @runtime_checkable
 class Store(Protocol):
     """Persistence for runs, their event logs and snapshots, leases and commands.
@@ -134,6 +192,8 @@ class Store(Protocol):
     - An append that moves the run to a terminal status clears ``wake_at``.
     - ``get_run``, ``read_events``, ``load_snapshot``, ``claim``, ``release`` and
       ``send_command`` raise :class:`RunNotFound` for an unknown run.
+    - ``stored_run_ids`` and ``read_stored`` decode nothing and raise nothing for what the
+      rows hold: they are how ``cadenza audit verify`` sees a database someone may have edited.
     """
 
     async def open(self) -> None: ...
@@ -167,6 +227,20 @@ class Store(Protocol):
     async def read_events(self, run_id: RunId, *, after_seq: int = 0) -> list[Event]: ...
 
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None: ...
+
+    # -- the audit verifier's view ------------------------------------------------------------
+
+    async def stored_run_ids(self) -> list[RunId]:
+        """Every run id (text) under which a run row, events or a snapshot is stored: the runs
+        newest first, then the ids that have events or a snapshot but no run row, in order.
+        Reads no other column, so a damaged row cannot make it fail."""
+        ...
+
+    async def read_stored(self, run_id: RunId) -> StoredLog:
+        """What is stored under ``run_id``, undecoded (see :class:`StoredLog`), read in one
+        transaction so that a run being written meanwhile is seen whole. An unknown id gives
+        an empty log (no :class:`RunNotFound`): the verifier decides what is missing."""
+        ...
 
     # -- leases ----------------------------------------------------------------------------
 

@@ -16,7 +16,18 @@ from cadenza.observe.audit import GENESIS, encode_stored, link
 from cadenza.runtime.events import Event
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store._rows import command_json
-from cadenza.store.base import CLAIMABLE, DUE_NOW, Command, LeaseLost, RunRecord, Snapshot
+from cadenza.store.base import (
+    CLAIMABLE,
+    DUE_NOW,
+    Command,
+    LeaseLost,
+    RunRecord,
+    Snapshot,
+    StoredEvent,
+    StoredLog,
+    StoredRun,
+    StoredSnapshot,
+)
 
 
 class MemoryStore:
@@ -120,6 +131,40 @@ class MemoryStore:
             return None
         state, buffers = pydantic_core.from_json(stored[1])
         return Snapshot(seq=stored[0], state=state, buffers=buffers)
+
+    # -- the audit verifier's view ------------------------------------------------------------
+
+    async def stored_run_ids(self) -> list[RunId]:
+        runs = sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)
+        return [r.run_id for r in runs]
+
+    async def read_stored(self, run_id: RunId) -> StoredLog:
+        """The rows a durable store would hold: data as the JSON kept when it was appended,
+        hashes as chained when first read."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return StoredLog(run_id, None, [], None)
+        chained = await self.read_events(run_id)
+        events = [
+            StoredEvent(
+                e.seq, str(e.type), e.path, e.scope, e.attempt, blob.decode(), e.ts,
+                e.prev_hash, e.hash,
+            )
+            for e, (_, blob) in zip(chained, self._events[run_id], strict=True)
+        ]  # fmt: skip
+        row = StoredRun(
+            run.workflow, run.version, str(run.status), pydantic_core.to_json(run.input).decode()
+        )
+        snapshot = None
+        kept = self._snapshots.get(run_id)
+        if kept is not None:
+            state, buffers = pydantic_core.from_json(kept[1])
+            snapshot = StoredSnapshot(
+                kept[0],
+                pydantic_core.to_json(state).decode(),
+                pydantic_core.to_json(buffers).decode(),
+            )
+        return StoredLog(run_id, row, events, snapshot)
 
     # -- leases ----------------------------------------------------------------------------
 

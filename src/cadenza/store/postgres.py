@@ -46,17 +46,18 @@ from pydantic_core import from_json
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS
-from cadenza.runtime.events import Event, EventType
+from cadenza.runtime.events import Event
 from cadenza.runtime.status import TERMINAL, WorkflowStatus
+from cadenza.store import _pg_audit
 from cadenza.store import _pg_sql as q
 from cadenza.store._pg_leases import PostgresLeases
 from cadenza.store._pg_resilience import PostgresBreakerBackend, PostgresBulkheads
 from cadenza.store._pg_writes import Append, Create, GroupCommit
 from cadenza.store._rows import dumps as _dumps
 from cadenza.store._rows import event_rows as _event_rows
-from cadenza.store._rows import run_filter, run_row
+from cadenza.store._rows import events_from_rows, run_filter, run_row
 from cadenza.store._rows import run_from_row as _run_from_row
-from cadenza.store.base import RunRecord, Snapshot
+from cadenza.store.base import RunRecord, Snapshot, StoredLog
 from cadenza.store.migrate import load_migrations
 
 __all__ = ["DEFAULT_DSN", "ENV_DSN", "PostgresStore", "migrate_postgres"]
@@ -353,10 +354,7 @@ class PostgresStore(PostgresLeases):
             rows = await (await conn.execute(q.READ_EVENTS, (run_id, after_seq))).fetchall()
             if not rows and await (await conn.execute(q.RUN_EXISTS, (run_id,))).fetchone() is None:
                 raise RunNotFound(run_id)
-        return [
-            Event(run_id, seq, EventType(type_), path, scope, attempt, from_json(data), ts, prev, h)
-            for seq, type_, path, scope, attempt, data, ts, prev, h in rows
-        ]
+        return events_from_rows(run_id, rows)
 
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None:
         async with self._conn(f"loading the snapshot of run {run_id!r}") as conn:
@@ -367,6 +365,14 @@ class PostgresStore(PostgresLeases):
                 return None
         seq, state, buffers = row
         return Snapshot(seq=seq, state=from_json(state), buffers=from_json(buffers))
+
+    async def stored_run_ids(self) -> list[RunId]:
+        async with self._conn("listing the stored run ids") as conn:
+            return await _pg_audit.stored_run_ids(conn)
+
+    async def read_stored(self, run_id: RunId) -> StoredLog:
+        async with self._conn(f"reading the stored rows of run {run_id!r}") as conn:
+            return await _pg_audit.read_stored(conn, run_id)
 
 
 def _channel(schema: str) -> str:

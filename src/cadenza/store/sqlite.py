@@ -35,12 +35,13 @@ from pydantic_core import from_json
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS
-from cadenza.runtime.events import Event, EventType
+from cadenza.runtime.events import Event
 from cadenza.runtime.status import TERMINAL, WorkflowStatus
 from cadenza.store._rows import dumps as _dumps
 from cadenza.store._rows import event_rows as _event_rows
-from cadenza.store._rows import run_filter, run_row
+from cadenza.store._rows import events_from_rows, run_filter, run_row
 from cadenza.store._rows import run_from_row as _run_from_row
+from cadenza.store._sqlite_audit import read_stored, stored_run_ids
 from cadenza.store._sqlite_leases import SQLiteLeases
 from cadenza.store._sqlite_migrate import migrate_sqlite, split_sql_script, use_wal
 from cadenza.store._sqlite_writes import (
@@ -57,7 +58,7 @@ from cadenza.store._sqlite_writes import (
     _CreateRun,
     _Write,
 )
-from cadenza.store.base import RunRecord, Snapshot
+from cadenza.store.base import RunRecord, Snapshot, StoredLog
 
 __all__ = ["SQLiteStore", "migrate_sqlite", "split_sql_script"]
 
@@ -344,10 +345,7 @@ class SQLiteStore(SQLiteLeases):
         rows = cur.execute(_READ_EVENTS, (run_id, after_seq)).fetchall()
         if not rows and cur.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
             raise RunNotFound(run_id)
-        return [
-            Event(run_id, seq, EventType(type_), path, scope, attempt, from_json(data), ts, prev, h)
-            for seq, type_, path, scope, attempt, data, ts, prev, h in rows
-        ]
+        return events_from_rows(run_id, rows)
 
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None:
         cur = self._require_open()
@@ -358,6 +356,16 @@ class SQLiteStore(SQLiteLeases):
             return None
         seq, state, buffers = row
         return Snapshot(seq=seq, state=from_json(state), buffers=from_json(buffers))
+
+    async def stored_run_ids(self) -> list[RunId]:
+        self._require_open()
+        assert self._conn is not None
+        return stored_run_ids(self._conn)
+
+    async def read_stored(self, run_id: RunId) -> StoredLog:
+        self._require_open()
+        assert self._conn is not None
+        return read_stored(self._conn, run_id)
 
     def _require_open(self) -> sqlite3.Cursor:
         cur = self._cur
