@@ -120,6 +120,7 @@ async def test_refusals_are_recorded_and_change_nothing() -> None:
     assert [e.data["actor"] for e in events if e.type == "approval_refused"] == [
         "victor",
         "mallory",
+        "olivia",  # on 'pay', which waits for no decision: refused too, and recorded
     ]
     assert done.ok
 

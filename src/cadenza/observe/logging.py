@@ -15,6 +15,8 @@ _LEVELS = {
     EventType.STATUS: logging.INFO,
     EventType.STEP_FAILED: logging.WARNING,
     EventType.RUN_CREATED: logging.INFO,
+    EventType.REFUSED: logging.INFO,  # a failed authorisation, for the operator to see
+    EventType.APPROVAL_REFUSED: logging.INFO,
 }
 
 
@@ -81,6 +83,8 @@ class LoggingObserver:
             fields.update(
                 error=data.get("error"), error_type=data.get("error_type"), retry=data.get("retry")
             )
+        elif event.type in (EventType.REFUSED, EventType.APPROVAL_REFUSED):
+            fields.update(actor=data.get("actor"), reason=data.get("reason"))
         elif event.type is EventType.STEP_COMPLETED and "route" in data:
             fields["route"] = data["route"]
         self._log.log(level, str(event.type), **fields)

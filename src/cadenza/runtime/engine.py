@@ -166,8 +166,9 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
         queue: str = DEFAULT_QUEUE,
     ) -> RunId:
         """Validate ``input``, record the run and start it here; returns once the run is
-        stored. A workflow with ``allowed_users`` starts only for an ``actor`` among them (by
-        name or role). ``queue`` is where the run goes if this process dies before it ends."""
+        stored. A workflow with ``allowed_users`` starts only for an ``actor`` who is a
+        configured user among them (by name or role); see :meth:`Directory.authorize`.
+        ``queue`` is where the run goes if this process dies before it ends."""
         ir, record, created = await self._new_run(
             workflow, input, run_id, target, actor, queue, held=True
         )
@@ -221,13 +222,13 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
         if not queue:
             raise CadenzaError("queue must be a non-empty name")
         ir = self.register(workflow, target=target)
-        if ir.config.allowed_users:
-            if not actor:
-                raise ApprovalDenied(
-                    f"workflow {ir.name} may be started only by "
-                    f"{', '.join(ir.config.allowed_users)}: say who you are (actor / --as)"
-                )
-            self.directory().check(actor, ir.config.allowed_users, f"start {ir.name}")
+        if ir.config.allowed_users or actor:  # else there is nothing to check
+            try:
+                self.directory().authorize(actor, ir.config.allowed_users, f"start {ir.name}")
+            except ApprovalDenied as exc:
+                # No run exists to hold the refusal in its log: the operational log keeps it.
+                _log.warning("start_refused", workflow=ir.name, actor=actor, reason=str(exc))
+                raise
         values = ir.schema.validate_input(input or {})
         rid = RunId(run_id) if run_id else new_run_id()
         now = time.time()
@@ -250,12 +251,10 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
             queue=queue,
             **fields,
         )
-        created = Event(
-            rid,
-            1,
-            EventType.RUN_CREATED,
-            data={"workflow": ir.name, "version": ir.version, "input": values},
-        )
+        data: dict[str, Any] = {"workflow": ir.name, "version": ir.version, "input": values}
+        if ir.config.allowed_users:  # so that an engine without the definition can check
+            data["allowed_users"] = list(ir.config.allowed_users)
+        created = Event(rid, 1, EventType.RUN_CREATED, data=data)
         return ir, record, created
 
     async def run(

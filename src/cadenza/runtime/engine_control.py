@@ -1,7 +1,7 @@
 """What an engine does to runs on request: cancel, re-drive, fork (time travel), pause and
-unpause, each checked against the workflow's ``allowed_users``. A run executing in another
-process is sent the command (:mod:`cadenza.runtime.commands`) and this waits until it is
-applied."""
+unpause, each checked against the workflow's ``allowed_users`` (a refusal is recorded in the
+run's log). A run executing in another process is sent the command
+(:mod:`cadenza.runtime.commands`) and this waits until it is applied."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from cadenza.errors import CadenzaError
+from cadenza.errors import CadenzaError, StoreError
 from cadenza.identity import ApprovalDenied
 from cadenza.ids import RunId, new_run_id
+from cadenza.observe.base import notify
 from cadenza.runtime.commands import CANCEL, PAUSE, UNPAUSE
 from cadenza.runtime.engine_leases import RunHeld
 from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.fork import check_redrivable, copy_log, cut_after_step
-from cadenza.runtime.ownership import held_elsewhere, next_wake
+from cadenza.runtime.ownership import next_wake
 from cadenza.runtime.status import WorkflowStatus, check_transition
 from cadenza.store.base import RunRecord
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from cadenza.graph.builder import Workflow
     from cadenza.graph.ir import WorkflowIR
     from cadenza.runtime.engine import Engine, RunResult
+    from cadenza.runtime.run import RunExecution
 
 
 _log = structlog.get_logger("cadenza.engine")
@@ -183,30 +185,65 @@ class ControlMixin:
         }
 
     async def _authorize(self: Engine, record: RunRecord, actor: str | None, command: str) -> None:
-        """Refuse ``command`` on a run of a workflow with ``allowed_users`` unless ``actor``
-        is among them (by name or role). The refusal is recorded in the run's log when this
-        engine executes the run or can hold it for a moment (not while another does)."""
+        """Refuse ``command`` on a run unless :meth:`Directory.authorize` lets ``actor`` give
+        it (the workflow's ``allowed_users``; a named actor must be a configured user). The
+        refusal is recorded in the run's log (:meth:`_record_refusal`)."""
         try:
             ir = self._resolve(record, None)
         except CadenzaError:
-            return  # the definition is not known here: there is nothing to check against
-        allowed = ir.config.allowed_users
-        if not allowed or (actor and self.directory().matches(actor, allowed)):
-            return
-        who = actor or "a caller who did not say who they are"
-        reason = f"{who} may not {command} runs of {ir.name}: it needs one of {', '.join(allowed)}"
-        execution = self._executions.get(record.run_id)
-        data = {"actor": actor or "", "command": command, "reason": reason}
-        if execution is not None:
-            await execution.commit(EventType.REFUSED, data=data)
-        elif not held_elsewhere(record, self.owner, time.time()):
-            async with self._holding(record.run_id) as hold:
+            # The definition is not known here: its allowed_users, as the run recorded them.
+            events = await self.store.read_events(record.run_id)
+            first = events[0].data if events and events[0].type is EventType.RUN_CREATED else {}
+            allowed: tuple[str, ...] = tuple(first.get("allowed_users", ()))
+        else:
+            allowed = ir.config.allowed_users
+        if not allowed and not actor:
+            return  # nothing to check, and no directory to load
+        try:
+            self.directory().authorize(actor, allowed, f"{command} runs of {record.workflow}")
+        except ApprovalDenied as exc:
+            data = {"actor": actor or "", "command": command, "reason": str(exc)}
+            await self._record_refusal(record, EventType.REFUSED, data)
+            raise
+
+    async def _record_refusal(
+        self: Engine,
+        record: RunRecord,
+        kind: EventType,
+        data: dict[str, Any],
+        *,
+        path: str = "",
+        execution: RunExecution | None = None,
+    ) -> bool:
+        """Record in a run's log that something asked of it was refused (every failed
+        authorisation and every refused decision is logged, ASVS 16.3.2), whatever the run's
+        status, a finished run's included. It goes through ``execution`` (the caller's hold on
+        the run, else the execution of this engine's that runs it), else this engine holds the
+        run for a moment to append it; observers see it either way. ``False`` when it could
+        not be recorded, because another live engine holds the run (only the holder may write
+        its log) or the store failed: the refusal is then logged here instead, and the caller
+        raises it all the same."""
+        run_id = record.run_id
+        execution = execution or self._executions.get(run_id)
+        try:
+            if execution is not None:
+                await execution.commit(kind, path, data=data)
+                return True
+            async with self._holding(run_id) as hold:
                 if hold is not None:
-                    events = await self.store.read_events(record.run_id)
+                    events = await self.store.read_events(run_id)
                     seq = events[-1].seq + 1 if events else 1
-                    refused = Event(record.run_id, seq, EventType.REFUSED, data=data)
-                    await self.store.append(record.run_id, (refused,), epoch=hold.epoch)
-        raise ApprovalDenied(reason)
+                    event = Event(run_id, seq, kind, path, data=data)
+                    await self.store.append(run_id, (event,), epoch=hold.epoch)
+                    notify(self.observers, event, workflow=record.workflow)
+                    return True
+            why = "another engine holds the run"
+        except StoreError as exc:
+            why = str(exc)
+        _log.warning(
+            "refusal_not_recorded", run_id=run_id, type=str(kind), path=path, why=why, **data
+        )
+        return False
 
     async def _append_status(
         self: Engine, run_id: RunId, status: WorkflowStatus, reason: str | None

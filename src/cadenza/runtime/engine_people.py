@@ -4,10 +4,11 @@ to a run executing in another process is sent to it as a command."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from cadenza.errors import CadenzaError
-from cadenza.identity import ApprovalDenied, Directory
+from cadenza.identity import Directory
 from cadenza.ids import RunId
 from cadenza.observe.notify import notify
 from cadenza.runtime.commands import SIGNAL
@@ -42,30 +43,37 @@ class PeopleMixin:
     ) -> RunResult:
         """Record ``actor``'s decision on the approval ``step`` is waiting for. With a
         rejection or a quorum of approvals the run continues here; the result is returned when
-        it stops again. An actor who may not decide is refused, and the refusal recorded."""
+        it stops again.
+
+        A decision that cannot be taken is refused and the refusal recorded in the run's log
+        (``approval_refused``): :class:`ApprovalDenied` for an actor who is not a configured
+        user allowed to decide, :class:`CadenzaError` for a run that is not waiting, a step
+        that is not waiting for a decision, and a second decision by the same actor (a
+        decision is final)."""
         await self.open()
+        people = directory or self.directory()
         record = await self.store.get_run(RunId(run_id))
-        if record.status is not WorkflowStatus.WAITING_APPROVAL:
-            raise CadenzaError(f"run {run_id} is {record.status}, not waiting for an approval")
+        refused = {"actor": actor, "approve": approve}
+        try:
+            people.check_user(actor, f"decide {step!r}")
+            if record.status is not WorkflowStatus.WAITING_APPROVAL:
+                raise CadenzaError(f"run {run_id} is {record.status}, not waiting for an approval")
+        except CadenzaError as exc:
+            await self._record_refusal(
+                record, EventType.APPROVAL_REFUSED, {**refused, "reason": str(exc)}, path=step
+            )
+            raise
         execution = await self._take(record)
         try:
-            request = execution.progress.approvals.get(step)
-            waiting = [p for p, r in execution.progress.approvals.items() if decided(r) is None]
-            if request is None or decided(request) is not None:
-                shown = ", ".join(waiting) or "none"
-                raise CadenzaError(
-                    f"step {step!r} of run {run_id} is not waiting for a decision "
-                    f"(waiting: {shown})"
-                )
-            if any(d["actor"] == actor for d in request["decisions"]):
-                raise CadenzaError(f"{actor} has already decided on {step!r}")
             try:
-                (directory or self.directory()).check(
-                    actor, request["approvers"], f"decide {step!r}"
-                )
-            except ApprovalDenied as exc:
-                await execution.commit(
-                    EventType.APPROVAL_REFUSED, step, data={"actor": actor, "reason": str(exc)}
+                _check_decision(execution.progress.approvals, run_id, step, actor, people)
+            except CadenzaError as exc:
+                await self._record_refusal(
+                    record,
+                    EventType.APPROVAL_REFUSED,
+                    {**refused, "reason": str(exc)},
+                    path=step,
+                    execution=execution,
                 )
                 raise
             await execution.commit(
@@ -160,3 +168,24 @@ class PeopleMixin:
         if command.outcome and command.outcome.startswith("refused"):
             raise CadenzaError(f"run {run_id}: signal {name!r} {command.outcome}")
         return await self.result(run_id)
+
+
+def _check_decision(
+    approvals: Mapping[str, dict[str, Any]], run_id: str, step: str, actor: str, people: Directory
+) -> None:
+    """Raise why ``actor`` may not decide ``step`` now (the run is held and waiting): the
+    step waits for no decision, the actor may not decide it, or has already decided it."""
+    request = approvals.get(step)
+    if request is None or decided(request) is not None:
+        waiting = [p for p, r in approvals.items() if decided(r) is None]
+        raise CadenzaError(
+            f"step {step!r} of run {run_id} is not waiting for a decision "
+            f"(waiting: {', '.join(waiting) or 'none'})"
+        )
+    people.check(actor, request["approvers"], f"decide {step!r}")
+    earlier = next((d for d in request["decisions"] if d["actor"] == actor), None)
+    if earlier is not None:
+        verdict = "approved" if earlier["approve"] else "rejected"
+        raise CadenzaError(
+            f"{actor} has already decided on {step!r} ({verdict}); a decision is final"
+        )

@@ -12,7 +12,7 @@ from cadenza.ids import RunId
 
 
 class EventType(StrEnum):
-    RUN_CREATED = "run_created"  # data: workflow, version, input
+    RUN_CREATED = "run_created"  # data: workflow, version, input[, allowed_users]
     STATUS = "status"  # data: from, to, reason?
     STEP_STARTED = "step_started"  # live only: seq 0, for observers, never stored
     # data: update?, route?, join?, started_at; an agent's sub-steps: reply (the message
@@ -30,10 +30,13 @@ class EventType(StrEnum):
     BREAKER = "breaker"  # a circuit breaker changed state: breaker, from, to, reason, failure_rate
     APPROVAL_REQUESTED = "approval_requested"  # approvers, quorum, summary, show, deadline
     APPROVAL_DECISION = "approval_decision"  # actor, approve (bool), comment, auto?
-    APPROVAL_REFUSED = "approval_refused"  # actor, reason: a decision the actor may not make
+    # actor, approve, reason: a decision refused (not allowed, or not possible now); may
+    # follow any status, a terminal one included
+    APPROVAL_REFUSED = "approval_refused"
     APPROVAL_ESCALATED = "approval_escalated"  # approvers (the new ones), deadline
     SIGNAL = "signal"  # name, payload, actor
-    REFUSED = "refused"  # actor, command, reason: a control command the actor may not give
+    # actor, command, reason: a control command the actor may not give (any status)
+    REFUSED = "refused"
 
 
 @dataclass(slots=True, frozen=True)

@@ -13,11 +13,15 @@ from cadenza.errors import CadenzaError
 from cadenza.ids import RunId
 from cadenza.runtime.events import Event, EventType
 
+#: Not copied: the source's failures and compensations (the new run must not repeat its
+#: ending), and what was refused on the source (that happened to it, not to the copy).
 _DROPPED = frozenset(
     {
         EventType.STEP_FAILED,
         EventType.COMPENSATION_COMPLETED,
         EventType.COMPENSATION_FAILED,
+        EventType.APPROVAL_REFUSED,
+        EventType.REFUSED,
     }
 )
 
