@@ -1,5 +1,11 @@
 """The command line's shared parts: the app and its command groups, the consoles, common
-options, input parsing and output."""
+options, input parsing and output.
+
+Text that comes from outside this package's own code (a user, a definition, a step, a model, a
+store, an exception) is printed through :func:`literal` or :func:`print_json`, never as part
+of a markup string: Rich would read ``[/path]`` or ``[link=...]`` in it as markup (losing the
+text or crashing) and ``:smile:`` as an emoji, and a terminal would act on the escape
+sequences in it."""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import pydantic_core
 import typer
 from rich.console import Console
+from rich.highlighter import JSONHighlighter
+from rich.text import Text
 
 from cadenza.errors import CadenzaError
 from cadenza.observe.logging import LoggingObserver, configure_logging
@@ -89,8 +97,43 @@ ActorOption = Annotated[str, typer.Option("--as", help="Who decides (a user in c
 CommentOption = Annotated[str, typer.Option("--comment", "-m", help="Why.")]
 
 
+def _control_escapes(*, one_line: bool) -> dict[int, str]:
+    """What :func:`literal` shows instead of each control character: the C0 controls (ESC,
+    which starts every ANSI sequence, included) but tab, and newline unless ``one_line``;
+    DEL and the C1 controls (U+009B is a one-character CSI to some terminals); and the Unicode
+    bidirectional controls, which make a terminal show text in another order than it is."""
+    codes = (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+    kept = {ord("\t")} if one_line else {ord("\t"), ord("\n")}
+    named = {ord("\n"): "\\n", ord("\r"): "\\r"}
+    return {
+        c: named.get(c) or (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+        for c in codes
+        if c not in kept
+    }
+
+
+_VISIBLE = _control_escapes(one_line=False)
+_ONE_LINE = _control_escapes(one_line=True)
+# Inside JSON strings: the same characters as JSON escapes (the encoder escapes C0 already).
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in _VISIBLE if c >= 0x7F}
+
+
+def literal(value: object, *, one_line: bool = False, style: str = "") -> Text:
+    """``value`` as text shown exactly as written: no markup or emoji codes read in it, and
+    its control characters shown as escapes (``\\x1b``, ``\\r``) rather than sent to the
+    terminal (newlines kept unless ``one_line``: a one-line message stays one line)."""
+    return Text(str(value).translate(_ONE_LINE if one_line else _VISIBLE), style=style)
+
+
+def print_error(message: str) -> None:
+    """Print ``message`` as one ``error:`` line on stderr, literally."""
+    line = Text.assemble(("error:", "bold red"), " ", literal(message, one_line=True))
+    err.print(line, soft_wrap=True)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print ``message`` as one ``error:`` line on stderr and exit with ``code``."""
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -132,7 +175,18 @@ def parse_input(text: str | None) -> dict[str, Any]:
 
 
 def dumps(value: Any) -> str:
-    return pydantic_core.to_json(value, indent=2, fallback=repr).decode()
+    """``value`` as indented JSON with no raw control characters: the encoder escapes the C0
+    ones, and DEL, C1 and bidirectional controls are escaped here (they occur only inside
+    strings, where an escape means the same character)."""
+    text = pydantic_core.to_json(value, indent=2, fallback=repr).decode()
+    return text.translate(_JSON_ESCAPES)
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as highlighted JSON on stdout (``Console.print_json`` would decode and
+    encode it again, putting back the characters :func:`dumps` escapes)."""
+    text = JSONHighlighter()(Text(dumps(value), no_wrap=True, overflow=None))
+    out.print(text, soft_wrap=True)
 
 
 class _Progress:
@@ -144,46 +198,49 @@ class _Progress:
 
     def on_event(self, event: Event, *, workflow: str, **future: Any) -> None:
         kind = event.type
+        path = literal(event.path, one_line=True)
         if kind is EventType.STEP_STARTED:
             self.started.setdefault(event.path, event.ts)
         elif kind is EventType.STEP_COMPLETED:
-            begun = event.data.get("started_at") or self.started.get(event.path)
-            took = f" [dim]{(event.ts - begun) * 1000:.1f} ms[/]" if begun else ""
+            line = Text.assemble(("✓", "green"), " ", path)
             route = event.data.get("route")
-            extra = f" → {', '.join(route) or '(no route)'}" if route is not None else ""
-            self.console.print(f"[green]✓[/] {event.path}{extra}{took}", highlight=False)
+            if route is not None:
+                line.append_text(literal(f" → {', '.join(route) or '(no route)'}", one_line=True))
+            begun = event.data.get("started_at") or self.started.get(event.path)
+            if begun:
+                line.append(f" {(event.ts - begun) * 1000:.1f} ms", style="dim")
+            self.console.print(line)
         elif kind is EventType.STEP_FAILED:
-            mark = "[yellow]↻[/]" if event.data.get("retry") else "[red]✗[/]"
+            mark = ("↻", "yellow") if event.data.get("retry") else ("✗", "red")
+            error = literal(event.data.get("error"), one_line=True)
             self.console.print(
-                f"{mark} {event.path} (attempt {event.attempt}): {event.data.get('error')}",
-                highlight=False,
+                Text.assemble(mark, " ", path, f" (attempt {event.attempt}): ", error)
             )
         elif kind is EventType.STEP_SKIPPED:
-            self.console.print(f"[dim]- {event.path} skipped[/]", highlight=False)
+            self.console.print(Text.assemble("- ", path, " skipped", style="dim"))
         elif kind is EventType.TIMER_SET:
             wait = event.data["fire_at"] - time.time()
-            self.console.print(f"[cyan]⏲[/] {event.path} waiting {wait:.1f}s", highlight=False)
+            self.console.print(Text.assemble(("⏲", "cyan"), " ", path, f" waiting {wait:.1f}s"))
 
 
 def _print_result(result: Any, as_json: bool) -> None:
     if as_json:
-        out.print_json(
-            dumps(
-                {
-                    "run_id": result.run_id,
-                    "workflow": result.workflow,
-                    "status": str(result.status),
-                    "error": result.error,
-                    "state": result.state,
-                }
-            )
+        print_json(
+            {
+                "run_id": result.run_id,
+                "workflow": result.workflow,
+                "status": str(result.status),
+                "error": result.error,
+                "state": result.state,
+            }
         )
     else:
         color = "green" if result.status is WorkflowStatus.COMPLETED else "red"
-        out.print(f"run {result.run_id} [bold {color}]{result.status}[/]", highlight=False)
+        status = (str(result.status), f"bold {color}")
+        out.print(Text.assemble("run ", literal(result.run_id), " ", status))
         if result.error:
-            out.print(f"[red]{result.error}[/]", highlight=False, soft_wrap=True)
-        out.print_json(dumps(result.state))
+            out.print(literal(result.error, style="red"), soft_wrap=True)
+        print_json(result.state)
 
 
 def _act(db: str | None, action: Callable[[Any], Coroutine[Any, Any, Any]], as_json: bool) -> None:
@@ -238,9 +295,9 @@ def _record_json(r: Any) -> dict[str, Any]:
     }
 
 
-def _status(status: WorkflowStatus) -> str:
+def _status(status: WorkflowStatus) -> Text:
     color = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "yellow"}.get(status, "cyan")
-    return f"[{color}]{status}[/]"
+    return Text(str(status), style=color)
 
 
 def _when(ts: float) -> str:

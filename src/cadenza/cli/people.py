@@ -18,9 +18,10 @@ from cadenza.cli._app import (
     _when,
     app,
     approvals_app,
-    dumps,
     fail,
+    literal,
     out,
+    print_json,
 )
 
 
@@ -40,18 +41,18 @@ def approvals_list(
 
     pending = _run(main)
     if as_json:
-        out.print_json(dumps(pending))
+        print_json(pending)
         return
     table = Table("step", "approvers", "approved by", "since", "summary")
     table.add_column("run", no_wrap=True, min_width=32)
     for p in pending:
         table.add_row(
-            p["step"],
-            ", ".join(p["approvers"]),
-            ", ".join(p["approved_by"]),
+            literal(p["step"]),
+            literal(", ".join(p["approvers"])),
+            literal(", ".join(p["approved_by"])),
             _when(p["since"]),
-            p.get("summary") or "",
-            p["run_id"],
+            literal(p.get("summary") or ""),
+            literal(p["run_id"]),
         )
     out.print(table)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,8 +24,11 @@ from cadenza.cli._app import (
     app,
     err,
     fail,
+    literal,
     out,
     parse_input,
+    print_error,
+    print_json,
 )
 from cadenza.errors import CadenzaError
 from cadenza.observe.logging import LoggingObserver, configure_logging
@@ -65,8 +69,7 @@ def run(
     try:
         workflow, canonical = load_target(target, handler_modules=handlers or [])
     except SpecError as exc:
-        for line in exc.lines():
-            err.print(line, highlight=False, markup=False, soft_wrap=True)
+        _print_lines(exc.lines())
         raise typer.Exit(2) from None
     except CadenzaError as exc:
         fail(str(exc))
@@ -111,7 +114,7 @@ def resume(
     for result in results:
         _print_result(result, as_json)
     for rid, reason in errors.items():
-        err.print(f"[bold red]error:[/] run {rid} not resumed: {reason}", highlight=False)
+        print_error(f"run {rid} not resumed: {reason}")
     failed = errors or any(r.status is not WorkflowStatus.COMPLETED for r in results)
     raise typer.Exit(1 if failed else 0)
 
@@ -131,9 +134,9 @@ def _enqueue(
 
     run_id = _run(main)
     if as_json:
-        out.print_json(json.dumps({"run_id": run_id, "queue": queue, "status": "INITIALIZING"}))
+        print_json({"run_id": run_id, "queue": queue, "status": "INITIALIZING"})
     else:
-        out.print(run_id, highlight=False)
+        out.print(literal(run_id))
 
 
 @app.command()
@@ -229,24 +232,41 @@ def worker(
 def validate(
     target: Annotated[str, typer.Argument(help="A YAML/JSON workflow file, or module:attribute.")],
     handlers: HandlersOption = None,
+    imports: Annotated[
+        bool | None,
+        typer.Option(
+            "--import/--no-import",
+            help="Import the handler modules and package.module:function references of a "
+            "YAML/JSON file, running their code (default: only when the file's `handlers:` "
+            "or --handlers names a module). --no-import checks structure, references and "
+            "expressions only.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Check a workflow definition; print each problem as FILE:LINE:COL: message."""
+    """Check a workflow definition; print each problem as FILE:LINE:COL: message and exit 2
+    when there is any. A Python target is checked by importing it."""
     from cadenza.graph.spec_load import SpecError
-    from cadenza.runtime.loader import load_target
+    from cadenza.runtime.loader import SPEC_SUFFIXES, load_target
 
+    path, _, fragment = target.partition("#handlers=")
     try:
-        workflow, _ = load_target(target, handler_modules=handlers or [])
+        if path.endswith(SPEC_SUFFIXES):
+            from cadenza.graph.spec_compile import load_workflow_file
+
+            modules = [*filter(None, fragment.split(",")), *(handlers or [])]
+            workflow: Any = load_workflow_file(path, handler_modules=modules, imports=imports)
+        elif imports is False:
+            fail(f"{target}: --no-import is for YAML/JSON files; a Python target is imported")
+        else:
+            workflow, _ = load_target(target, handler_modules=handlers or [])
         ir = workflow.compile()
     except SpecError as exc:
-        for line in exc.lines():
-            err.print(line, highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        _print_lines(exc.lines())
+        raise typer.Exit(2) from None
     except CadenzaError as exc:
-        err.print(f"{target}: {exc}", highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    out.print(
-        f"ok: {ir.name} ({_count_steps(ir.graph)} steps, version {ir.version})", highlight=False
-    )
+        fail(f"{target}: {exc}")
+    out.print(literal(f"ok: {ir.name} ({_count_steps(ir.graph)} steps, version {ir.version})"))
 
 
 @app.command()
@@ -272,7 +292,13 @@ def graph(
             fail(f"{fmt} is binary: write it to a file with --output", 1)
         sys.stdout.write(drawn if drawn.endswith("\n") else drawn + "\n")
     else:
-        err.print(f"wrote {output}", highlight=False)
+        err.print(literal(f"wrote {output}"))
+
+
+def _print_lines(lines: Iterable[str]) -> None:
+    """Problems as FILE:LINE:COL: message, one per line, literally (they quote the file)."""
+    for line in lines:
+        err.print(literal(line, one_line=True), soft_wrap=True)
 
 
 @app.command()

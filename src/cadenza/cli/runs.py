@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cadenza.cli._app import (
     DbOption,
@@ -17,9 +18,11 @@ from cadenza.cli._app import (
     _secs,
     _status,
     _when,
-    dumps,
+    err,
     fail,
+    literal,
     out,
+    print_json,
     runs_app,
 )
 from cadenza.runtime.events import Event
@@ -50,7 +53,7 @@ def runs_list(
 
     records = _run(main)
     if as_json:
-        out.print_json(dumps([_record_json(r) for r in records]))
+        print_json([_record_json(r) for r in records])
         return
     table = Table()
     table.add_column("run", no_wrap=True, min_width=32)
@@ -58,12 +61,12 @@ def runs_list(
         table.add_column(heading)
     for r in records:
         table.add_row(
-            r.run_id,
-            r.workflow,
+            literal(r.run_id),
+            literal(r.workflow),
             _status(r.status),
             _when(r.created_at),
             _secs(r.updated_at - r.created_at) if r.status.terminal else "",
-            (r.error or "")[:60],
+            literal((r.error or "")[:60]),
         )
     out.print(table)
 
@@ -79,48 +82,50 @@ def runs_show(
     from cadenza.agents.usage import run_usage
     from cadenza.runtime.timeline import timeline
 
-    async def main() -> tuple[Any, Any, list[Event]]:
+    async def main() -> tuple[Any, Any, list[Event], tuple[object, frozenset[WorkflowStatus]]]:
         async with _engine(db) as engine:
             record = await engine.store.get_run(run_id)
             result = await engine.result(run_id)
-            return record, result, await engine.store.read_events(run_id)
+            events = await engine.store.read_events(run_id)
+            return record, result, events, await _logged_status(engine.store, run_id)
 
-    record, result, events = _run(main)
+    record, result, events, (stored, logged) = _run(main)
+    record = _status_from_log(record, stored, logged)
     rows = timeline(events)
     usage = run_usage(events)
     if as_json:
-        out.print_json(
-            dumps(
-                {
-                    **_record_json(record),
-                    "state": result.state,
-                    "timeline": [
-                        {
-                            "step": r.path,
-                            "status": r.status,
-                            "attempts": r.attempts,
-                            "duration_s": r.duration,
-                            "error": r.error,
-                            "route": r.route,
-                            "decided_by": r.decided_by,
-                        }
-                        for r in rows
-                    ],
-                    "usage": usage.to_json() if usage.model_calls else None,
-                }
-            )
+        print_json(
+            {
+                **_record_json(record),
+                "state": result.state,
+                "timeline": [
+                    {
+                        "step": r.path,
+                        "status": r.status,
+                        "attempts": r.attempts,
+                        "duration_s": r.duration,
+                        "error": r.error,
+                        "route": r.route,
+                        "decided_by": r.decided_by,
+                    }
+                    for r in rows
+                ],
+                "usage": usage.to_json() if usage.model_calls else None,
+            }
         )
         return
+    heading = (literal(record.workflow, one_line=True, style="bold"), " run ")
+    out.print(Text.assemble(*heading, literal(record.run_id), "  ", _status(record.status)))
     out.print(
-        f"[bold]{record.workflow}[/] run {record.run_id}  {_status(record.status)}", highlight=False
-    )
-    out.print(
-        f"version {record.version} · created {_when(record.created_at)} · "
-        f"updated {_when(record.updated_at)} · {len(events)} events",
-        highlight=False,
+        Text.assemble(
+            "version ",
+            literal(record.version, one_line=True),
+            f" · created {_when(record.created_at)} · updated {_when(record.updated_at)} · "
+            f"{len(events)} events",
+        )
     )
     if record.error:
-        out.print(f"[red]{record.error}[/]", highlight=False, soft_wrap=True)
+        out.print(literal(record.error, style="red"), soft_wrap=True)
     table = Table("step", "status", "attempts", "duration", "detail")
     for r in rows:
         detail = (
@@ -128,11 +133,42 @@ def runs_show(
             or r.decided_by
             or (f"→ {', '.join(r.route) or '(none)'}" if r.route is not None else "")
         )
-        table.add_row(r.path, r.status, str(r.attempts or ""), _secs(r.duration), detail)
+        table.add_row(
+            literal(r.path), r.status, str(r.attempts or ""), _secs(r.duration), literal(detail)
+        )
     out.print(table)
     if usage.model_calls:
-        out.print(f"model usage: {usage.summary()}", highlight=False)
-    out.print_json(dumps(result.state))
+        out.print(literal(f"model usage: {usage.summary()}"))
+    print_json(result.state)
+
+
+async def _logged_status(store: Any, run_id: str) -> tuple[object, frozenset[WorkflowStatus]]:
+    """The run row's status as stored and the statuses its log allows, from one consistent
+    read (so that a run moving on meanwhile cannot make them disagree)."""
+    from cadenza.ids import RunId
+    from cadenza.observe.audit_verify import check_log, log_statuses
+
+    stored = await store.read_stored(RunId(run_id))
+    _, events = check_log(stored.run_id, stored.events)  # the events up to any damage
+    return (stored.run.status if stored.run is not None else None), log_statuses(events)
+
+
+def _status_from_log(record: Any, stored: object, logged: frozenset[WorkflowStatus]) -> Any:
+    """The record to show, with the status its log says: the ``runs`` row is outside the
+    audit chain, so where the two disagree the row was edited, and a warning says so."""
+    if stored in logged:
+        return record
+    said = " or ".join(sorted(logged)) or "no status"
+    err.print(
+        literal(
+            f"warning: the stored status of run {record.run_id} is {stored}, but its log says "
+            f"{said}; showing the log's. Run `cadenza audit verify {record.run_id}`.",
+            one_line=True,
+            style="yellow",
+        ),
+        soft_wrap=True,
+    )
+    return record.evolve(status=next(iter(logged))) if len(logged) == 1 else record
 
 
 @runs_app.command("cancel")
@@ -149,7 +185,7 @@ def runs_cancel(
             return await engine.cancel(run_id, reason, actor=actor)
 
     result = _run(main)
-    out.print(f"run {result.run_id} {_status(result.status)}", highlight=False)
+    out.print(Text.assemble("run ", literal(result.run_id), " ", _status(result.status)))
 
 
 @runs_app.command("retry")
@@ -196,7 +232,7 @@ def runs_pause(
             await engine.pause(run_id, reason, actor=actor)
 
     _run(main)
-    out.print(f"run {run_id} {_status(WorkflowStatus.PAUSED)}", highlight=False)
+    out.print(Text.assemble("run ", literal(run_id), " ", _status(WorkflowStatus.PAUSED)))
 
 
 @runs_app.command("unpause")
