@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from pathlib import Path
 
 from cadenza import SQLiteStore, WorkflowStatus
@@ -53,3 +54,32 @@ def wait_for_a_run(db: Path, timeout: float = 60.0) -> None:
                 pass  # the schema is still being created
         time.sleep(0.01)
     raise TimeoutError(f"no run appeared in {db} within {timeout}s")
+
+
+def event_count(db: Path) -> int:
+    """How many events the SQLite file holds (0 while it is being created)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def wait_for_progress(
+    db: Path, past: int, proc: subprocess.Popen[bytes], timeout: float = 120.0
+) -> bool:
+    """Block until the log in ``db`` holds more than ``past`` events, the sign that the child
+    got past its start-up (which takes seconds on a loaded machine) and is executing; False
+    if the child exited first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if event_count(db) > past:
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.01)
+    raise TimeoutError(f"the child made no progress in {db} within {timeout}s")

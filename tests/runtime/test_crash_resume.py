@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tests.processes import child_env, only_run, wait_for_a_run
+from tests.processes import child_env, event_count, only_run, wait_for_a_run, wait_for_progress
 
 from cadenza import WorkflowStatus
 from cadenza.runtime.events import Event
@@ -164,17 +164,21 @@ def test_random_kills_until_done(tmp_path: Path, seed: int) -> None:
         status, _ = read_log(tmp_path)
         if status is WorkflowStatus.COMPLETED:
             break
+        before = event_count(tmp_path / "runs.db")
         resumer = subprocess.Popen(
             [sys.executable, "-m", "cadenza.cli", "resume", "--db", str(tmp_path / "runs.db")],
             env=env(tmp_path, **slow),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        try:
-            resumer.wait(timeout=rng.uniform(0.5, 1.2))
-        except subprocess.TimeoutExpired:
-            resumer.send_signal(signal.SIGKILL)
-            resumer.wait(timeout=60)
+        # Kill it somewhere in its work: counted from its first event, not from its start,
+        # which takes seconds on a loaded machine.
+        if wait_for_progress(tmp_path / "runs.db", before, resumer):
+            try:
+                resumer.wait(timeout=rng.uniform(0.0, 0.7))
+            except subprocess.TimeoutExpired:
+                resumer.send_signal(signal.SIGKILL)
+        resumer.wait(timeout=60)
     status, events = read_log(tmp_path)
     assert status is WorkflowStatus.COMPLETED
     check_log_invariants(events)

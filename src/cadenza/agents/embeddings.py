@@ -55,6 +55,19 @@ def embeddings_available() -> bool:
     return True
 
 
+def numpy() -> Any:
+    """The numpy module (which the ``embeddings`` extra brings), or the friendly error that
+    says what to install, never a bare ModuleNotFoundError."""
+    try:
+        import numpy as np
+    except ImportError as exc:
+        raise EmbeddingsUnavailable(
+            f"semantic routing needs numpy, which is not installed ({exc}); install it with: "
+            f"{INSTALL_HINT}"
+        ) from exc
+    return np
+
+
 _model: Any = None
 _model_lock = threading.Lock()
 
@@ -116,8 +129,7 @@ class MiniLMEmbedder:
         load_model()
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        import numpy as np
-
+        np = numpy()
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not one string")
         texts = list(texts)

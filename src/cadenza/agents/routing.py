@@ -17,7 +17,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from cadenza.agents.embeddings import Embedder, MiniLMEmbedder, Vectors, embeddings_available
+from cadenza.agents.embeddings import (
+    Embedder,
+    MiniLMEmbedder,
+    Vectors,
+    embeddings_available,
+    numpy,
+)
 from cadenza.errors import CadenzaError, DefinitionError
 
 TextSource = str | Callable[[Mapping[str, Any]], str]
@@ -180,8 +186,7 @@ class SemanticRouter(_TextRouter):
     def explain(self, text: str) -> dict[str, float]:
         """Each route's score for ``text`` (its best cosine similarity), best first; ties keep
         the routes' order. What :meth:`route` decides from, for logs and tests."""
-        import numpy as np
-
+        np = numpy()
         matrix = self._route_vectors()
         query = _unit(self._embed([self._check_text(text)]))[0]
         best = np.maximum.reduceat(matrix @ query, self._starts)
@@ -206,8 +211,7 @@ class SemanticRouter(_TextRouter):
         return self._matrix
 
     def _embed(self, texts: list[str], embedder: Embedder | None = None) -> Vectors:
-        import numpy as np
-
+        np = numpy()
         vectors = np.asarray((embedder or self.embedder).embed(texts), dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(texts):
             raise RoutingError(
@@ -230,8 +234,7 @@ class SemanticRouter(_TextRouter):
 
 def _unit(vectors: Vectors) -> Vectors:
     """Rows scaled to length 1, so a dot product is a cosine (whatever the embedder did)."""
-    import numpy as np
-
+    np = numpy()
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1.0, norms)
 
