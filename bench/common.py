@@ -6,13 +6,17 @@ the parent process can plan without importing any engine):
 
 ``async measure(scenario, store, variant, size, tmpdir) -> float``
     builds everything the run needs (workflow/graph definitions, store, engine), times
-    **only** the run itself with ``time.perf_counter``, verifies that the work was done
-    (raises ``BenchError`` otherwise), tears down and returns the timed wall seconds.
+    **only** the run itself between :func:`start_clock` and :func:`stop_clock`, verifies
+    that the work was done (raises ``BenchError`` otherwise), tears down and returns the
+    timed wall seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import time
 from dataclasses import dataclass
 
 SCENARIOS = ("seq", "map", "many_runs")
@@ -30,6 +34,34 @@ REQUIRES = {
     "langgraph": "langgraph.graph",
     "dbos": "dbos",
 }
+
+
+# Set in the child that run.py starts under strace to count fsyncs: the clock then also marks
+# the timed region in the trace with an ``fsync`` of a descriptor that is never open (it fails
+# with EBADF), which no engine makes.
+FSYNC_MARKS_ENV = "CADENZA_BENCH_FSYNC_MARKS"
+FSYNC_MARK_FD = 2**31 - 1
+_MARKS = os.environ.get(FSYNC_MARKS_ENV) == "1"
+
+
+def _mark() -> None:
+    with contextlib.suppress(OSError):
+        os.fsync(FSYNC_MARK_FD)
+
+
+def start_clock() -> float:
+    """Start of the timed region (and, when fsyncs are counted, its mark in the trace)."""
+    if _MARKS:
+        _mark()
+    return time.perf_counter()
+
+
+def stop_clock(t0: float) -> float:
+    """End of the timed region: the wall seconds since :func:`start_clock` returned ``t0``."""
+    wall = time.perf_counter() - t0
+    if _MARKS:
+        _mark()
+    return wall
 
 
 class BenchError(RuntimeError):
@@ -86,12 +118,16 @@ def variants(engine: str, scenario: str, store: str) -> list[str]:
     if engine == "cadenza":
         return [""]
     if engine == "langgraph":
+        # shape, then the checkpointer / durability option, then the API: each ``ainvoke`` row
+        # is followed by its ``+invoke`` twin (sync nodes, sync ``invoke``, sync saver)
         shapes = {"seq": ["chain", "loop"], "map": ["send"], "many_runs": [""]}[scenario]
-        extra = "inmem" if store == "memory" else "dur=sync"
-        out = shapes + [f"{s}+{extra}" if s else extra for s in shapes]
-        if scenario == "seq" and store != "memory":
-            out += [f"{s}+SqliteSaver" for s in shapes]
-        return out
+        option = "inmem" if store == "memory" else "dur=sync"
+        return [
+            "+".join(part for part in (shape, extra, api) if part)
+            for shape in shapes
+            for extra in ("", option)
+            for api in ("", "invoke")
+        ]
     if engine == "dbos":
         return [] if store == "memory" else (["", "stock"] if store == "sqlite" else [""])
     raise ValueError(engine)

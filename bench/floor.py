@@ -14,9 +14,8 @@ import asyncio
 import json
 import os
 import sqlite3
-import time
 
-from common import Size, expect, sqlite_pragmas
+from common import Size, expect, sqlite_pragmas, start_clock, stop_clock
 
 
 async def inc(state: dict) -> dict:
@@ -29,10 +28,10 @@ async def measure(scenario: str, store: str, variant: str, size: Size, tmpdir: s
         if variant == "tasks":
             return await _tasks(scenario, size)
         state = {"n": 0}
-        t0 = time.perf_counter()
+        t0 = start_clock()
         for _ in range(n):
             state = await inc(state)
-        wall = time.perf_counter() - t0
+        wall = stop_clock(t0)
         expect(state["n"] == n, f"floor await loop reached {state['n']} != {n}")
         return wall
 
@@ -42,13 +41,13 @@ async def measure(scenario: str, store: str, variant: str, size: Size, tmpdir: s
         sqlite_pragmas(conn, store)
         conn.execute("CREATE TABLE steps (id INTEGER PRIMARY KEY, state TEXT NOT NULL)")
         state = {"n": 0}
-        t0 = time.perf_counter()
+        t0 = start_clock()
         for _ in range(n):
             state = await inc(state)
             conn.execute("BEGIN")
             conn.execute("INSERT INTO steps (state) VALUES (?)", (json.dumps(state),))
             conn.execute("COMMIT")
-        wall = time.perf_counter() - t0
+        wall = stop_clock(t0)
         (rows,) = conn.execute("SELECT count(*) FROM steps").fetchone()
         expect(rows == n and state["n"] == n, f"floor sqlite wrote {rows} rows != {n}")
         return wall
@@ -62,9 +61,9 @@ async def _tasks(scenario: str, size: Size) -> float:
         async def branch(i: int) -> int:
             return (await inc({"n": i}))["n"]
 
-        t0 = time.perf_counter()
+        t0 = start_clock()
         out = await asyncio.gather(*(asyncio.create_task(branch(i)) for i in range(size.map_items)))
-        wall = time.perf_counter() - t0
+        wall = stop_clock(t0)
         expect(out == [i + 1 for i in range(size.map_items)], "floor map tasks: wrong output")
         return wall
 
@@ -74,8 +73,8 @@ async def _tasks(scenario: str, size: Size) -> float:
             state = await inc(state)
         return state["n"]
 
-    t0 = time.perf_counter()
+    t0 = start_clock()
     out = await asyncio.gather(*(asyncio.create_task(run3()) for _ in range(size.runs)))
-    wall = time.perf_counter() - t0
+    wall = stop_clock(t0)
     expect(out == [size.run_steps] * size.runs, "floor many_runs tasks: wrong output")
     return wall

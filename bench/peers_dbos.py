@@ -21,11 +21,10 @@ import asyncio
 import logging
 import os
 import sqlite3
-import time
 from typing import Any
 
 import sqlalchemy as sa
-from common import Size, expect, map_expected, synchronous
+from common import Size, expect, map_expected, start_clock, stop_clock, synchronous
 from dbos import DBOS
 from sqlalchemy import event
 
@@ -76,19 +75,19 @@ async def measure(scenario: str, store: str, variant: str, size: Size, tmpdir: s
     DBOS.launch()  # inside the running loop: async workflows run on it
     try:
         if scenario == "seq":
-            t0 = time.perf_counter()
+            t0 = start_clock()
             n = await chain_wf(size.seq_steps)
-            wall = time.perf_counter() - t0
+            wall = stop_clock(t0)
             expect(n == size.seq_steps, f"seq reached n={n}")
         elif scenario == "map":
-            t0 = time.perf_counter()
+            t0 = start_clock()
             out = await map_wf(list(range(size.map_items)))
-            wall = time.perf_counter() - t0
+            wall = stop_clock(t0)
             expect(sorted(out) == map_expected(size.map_items), f"map joined {len(out)}")
         else:
-            t0 = time.perf_counter()
+            t0 = start_clock()
             ns = await asyncio.gather(*(chain_wf(size.run_steps) for _ in range(size.runs)))
-            wall = time.perf_counter() - t0
+            wall = stop_clock(t0)
             expect(ns == [size.run_steps] * size.runs, "many_runs: bad n")
     finally:
         DBOS.destroy()

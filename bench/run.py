@@ -2,11 +2,14 @@
 
     python bench/run.py [--peers] [--scenario seq,map,many_runs] [--store memory,sqlite,...]
                         [--engine cadenza,floor,...] [--repeat K] [--quick] [--json]
+                        [--no-fsyncs]
 
 Each (engine, scenario, store, variant) cell is measured in a fresh child process
 (``run.py --child ...``), so imports and peak RSS belong to one engine only; the child runs
 the cell K times (fresh store / temp dir each time), keeps the fastest wall time and
-reports its own ``ru_maxrss``. See bench/README.md for what each scenario measures.
+reports its own ``ru_maxrss``. On the SQLite stores one more child, not timed, runs the cell
+once under ``strace`` to count the fsync and fdatasync calls made in the timed region.
+See bench/README.md for what each scenario measures.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import importlib
 import importlib.util
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -27,6 +32,8 @@ if HERE not in sys.path:
 
 from common import (  # noqa: E402
     ENGINES,
+    FSYNC_MARK_FD,
+    FSYNC_MARKS_ENV,
     FULL,
     MODULES,
     NOT_APPLICABLE,
@@ -39,6 +46,13 @@ from common import (  # noqa: E402
 
 MARK = "@@BENCH@@ "
 PEERS_PIP = "pip install langgraph==1.2.22 langgraph-checkpoint-sqlite dbos==3.4.0"
+# --seccomp-bpf: only the traced calls stop the child, the rest of it runs at full speed
+STRACE_ARGS = ("-f", "--seccomp-bpf", "-qq", "-e", "trace=fsync,fdatasync")
+_SYNC_CALL = re.compile(rf"^(?:\d+ +)?(fsync|fdatasync)\(({FSYNC_MARK_FD}\b)?")
+FASTEST_NOTE = (
+    "fastest rows: per scenario and store, each engine's fastest variant; for LangGraph "
+    "that is the faster of its ainvoke and invoke rows, so vs_cadenza there uses the faster API"
+)
 
 
 # ----------------------------------------------------------------------------- child side
@@ -131,6 +145,36 @@ def _missing(engine: str, store: str) -> str | None:
     return None
 
 
+def _child_cmd(cell: tuple[str, str, str, str], repeat: int, quick: bool) -> list[str]:
+    return [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        *cell,
+        "--repeat",
+        str(repeat),
+    ] + (["--quick"] if quick else [])
+
+
+def _run_child(
+    cell: tuple[str, str, str, str],
+    cmd: list[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    engine, scenario, store, variant = cell
+    failed = {"scenario": scenario, "engine": engine, "store": store, "variant": variant}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return failed | {"error": f"timed out after {timeout}s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK) :])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return failed | {"error": f"child exited {proc.returncode}: {' | '.join(tail)}"}
+
+
 def run_cell(
     engine: str,
     scenario: str,
@@ -138,38 +182,83 @@ def run_cell(
     variant: str,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--child",
-        engine,
-        scenario,
-        store,
-        variant,
-        "--repeat",
-        str(args.repeat),
-    ] + (["--quick"] if args.quick else [])
+    """The timed child's record, with the fsync count of an untimed one added (SQLite stores,
+    when strace is usable)."""
+    cell = (engine, scenario, store, variant)
+    record = _run_child(cell, _child_cmd(cell, args.repeat, args.quick), args.timeout)
+    if "per_step_us" in record and store != "memory" and args.strace:
+        counted = count_fsyncs(cell, args)
+        if "error" in counted:
+            record["error"] = f"fsync count: {counted['error']}"
+        else:
+            record["fsyncs"] = counted["fsyncs"]
+            record["fsyncs_per_step"] = counted["fsyncs"] / record["n"]
+    return record
+
+
+def fsyncs_between_marks(trace: str) -> int:
+    """fsync + fdatasync calls between the two marks of the timed region
+    (``fsync(FSYNC_MARK_FD)``) in an ``strace -f -o`` log; a call that another thread's
+    interrupts in the log (``<unfinished ...>``) is counted at its start."""
+    inside = False
+    marks = calls = 0
+    for line in trace.splitlines():
+        m = _SYNC_CALL.match(line)
+        if m is None:
+            continue
+        if m.group(2):  # a mark
+            marks += 1
+            inside = not inside
+        elif inside:
+            calls += 1
+    if marks != 2:
+        raise ValueError(f"expected the 2 marks of one timed region in the trace, found {marks}")
+    return calls
+
+
+def count_fsyncs(cell: tuple[str, str, str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """Run the cell once more, untimed, under strace, and count its syncs in the timed region.
+
+    Not in the timed children: a traced call stops the process twice, so the count would
+    slow every sync it counts. The calls come from C (SQLite's own ``fdatasync``), which is
+    why the count is taken at the system-call boundary and not by wrapping ``os.fsync``."""
+    import tempfile  # here, not at the top: the parent must stay small (see _has_module)
+
+    fd, log = tempfile.mkstemp(prefix="bench-strace-", suffix=".log")
+    os.close(fd)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {
-            "scenario": scenario,
-            "engine": engine,
-            "store": store,
-            "variant": variant,
-            "error": f"timed out after {args.timeout}s",
-        }
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(MARK):
-            return json.loads(line[len(MARK) :])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {
-        "scenario": scenario,
-        "engine": engine,
-        "store": store,
-        "variant": variant,
-        "error": f"child exited {proc.returncode}: {' | '.join(tail)}",
-    }
+        cmd = [args.strace, *STRACE_ARGS, "-o", log, *_child_cmd(cell, 1, args.quick)]
+        env = os.environ | {FSYNC_MARKS_ENV: "1"}
+        record = _run_child(cell, cmd, args.timeout, env)
+        if "error" in record or "skipped" in record:
+            return {"error": record.get("error") or record["skipped"]}
+        with open(log, encoding="utf-8", errors="replace") as f:
+            return {"fsyncs": fsyncs_between_marks(f.read())}
+    except ValueError as exc:
+        return {"error": str(exc)}
+    finally:
+        os.unlink(log)
+
+
+def find_strace() -> tuple[str | None, str | None]:
+    """The strace binary if it can trace a child here (ptrace may be forbidden), else the
+    reason it can't."""
+    path = shutil.which("strace")
+    if path is None:
+        return None, "strace not found (Debian: apt-get install strace)"
+    try:
+        probe = subprocess.run(
+            [path, *STRACE_ARGS, "-o", os.devnull, sys.executable, "-c", "pass"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"strace unusable: {exc}"
+    if probe.returncode != 0:
+        tail = " | ".join(probe.stderr.strip().splitlines()[-2:])
+        return None, f"strace unusable (exit {probe.returncode}): {tail}"
+    return path, None
 
 
 def _csv(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -188,12 +277,44 @@ def ratio_base(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     }
 
 
+def fastest_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each engine's fastest row per (scenario, store), in the order the rows came."""
+    best: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["scenario"], r["store"], r["engine"])
+        if key not in best or r["per_step_us"] < best[key]["per_step_us"]:
+            best[key] = r
+    return list(best.values())
+
+
 def _ratio(x: float) -> str:
     return f"{x:.2f}x" if x >= 0.1 else f"{x:.4f}x"
 
 
+def _fsyncs(r: dict[str, Any]) -> str:
+    return f"{r['fsyncs_per_step']:.3f}" if "fsyncs_per_step" in r else "-"
+
+
+def _print_grid(head: list[str], table: list[list[str]], right: set[int]) -> None:
+    table = [head, *table]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for k, row in enumerate(table):
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
 def print_table(rows: list[dict[str, Any]], notes: list[str]) -> None:
     base = ratio_base(rows)
+
+    def vs(r: dict[str, Any]) -> str:
+        b = base.get((r["scenario"], r["store"]))
+        return _ratio(r["per_step_us"] / b) if b else "-"
+
     head = [
         "scenario",
         "engine",
@@ -203,14 +324,12 @@ def print_table(rows: list[dict[str, Any]], notes: list[str]) -> None:
         "per_step_us",
         "wall_s",
         "vs_cadenza",
+        "fsyncs/step",
         "peak_rss_mib",
     ]
-    table = [head]
-    for r in rows:
-        if "per_step_us" not in r:
-            continue
-        b = base.get((r["scenario"], r["store"]))
-        table.append(
+    _print_grid(
+        head,
+        [
             [
                 r["scenario"],
                 r["engine"],
@@ -219,20 +338,34 @@ def print_table(rows: list[dict[str, Any]], notes: list[str]) -> None:
                 str(r["n"]),
                 f"{r['per_step_us']:.1f}",
                 f"{r['wall_s']:.5f}",
-                _ratio(r["per_step_us"] / b) if b else "-",
+                vs(r),
+                _fsyncs(r),
                 f"{r['peak_rss_mib']:.1f}",
             ]
+            for r in rows
+        ],
+        {4, 5, 6, 7, 8, 9},
+    )
+    best = fastest_rows(rows)
+    if len(best) < len(rows):
+        print()
+        _print_grid(
+            ["scenario", "store", "engine", "fastest", "per_step_us", "vs_cadenza", "fsyncs/step"],
+            [
+                [
+                    r["scenario"],
+                    r["store"],
+                    r["engine"],
+                    r.get("variant") or "-",
+                    f"{r['per_step_us']:.1f}",
+                    vs(r),
+                    _fsyncs(r),
+                ]
+                for r in best
+            ],
+            {4, 5, 6},
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    right = {4, 5, 6, 7, 8}
-    for k, row in enumerate(table):
-        cells = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
+        notes = [FASTEST_NOTE, *notes]
     for note in notes:
         print(f"note: {note}")
 
@@ -261,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--timeout", type=float, default=900, help="seconds per child (default 900)")
     p.add_argument(
+        "--no-fsyncs",
+        action="store_true",
+        help="don't count fsyncs (by default each SQLite cell runs once more under strace)",
+    )
+    p.add_argument(
         "--child",
         nargs=4,
         metavar=("ENGINE", "SCENARIO", "STORE", "VARIANT"),
@@ -280,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     engines = _csv(args.engine or default_engines, ENGINES, "engine")
 
     notes: list[str] = []
+    args.strace = None
+    if not args.no_fsyncs and any(store != "memory" for store in stores):
+        args.strace, why = find_strace()
+        if why:
+            notes.append(f"fsyncs not counted: {why}")
     plan: list[tuple[str, str, str, str]] = []
     for scenario in scenarios:
         for store in stores:
@@ -328,8 +471,12 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 if r.get("variant"):
                     out["variant"] = r["variant"]
+                if "fsyncs" in r:
+                    out["fsyncs"] = r["fsyncs"]
+                    out["fsyncs_per_step"] = r["fsyncs_per_step"]
                 print(json.dumps(out), flush=True)
-            print(f"{label}: {r['per_step_us']:.1f} us/step", file=sys.stderr, flush=True)
+            synced = f", {_fsyncs(r)} fsyncs/step" if "fsyncs" in r else ""
+            print(f"{label}: {r['per_step_us']:.1f} us/step{synced}", file=sys.stderr, flush=True)
 
     if args.json:
         for note in dict.fromkeys(notes):

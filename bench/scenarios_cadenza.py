@@ -14,10 +14,9 @@ import asyncio
 import operator
 import os
 import sqlite3
-import time
 from typing import Annotated, Any, TypedDict
 
-from common import Size, expect, map_expected
+from common import Size, expect, map_expected, start_clock, stop_clock
 
 from cadenza import Engine, ExecutionContext, MemoryStore, Workflow
 
@@ -71,16 +70,16 @@ async def measure(scenario: str, store: str, variant: str, size: Size, tmpdir: s
 
     async with Engine(_store(store, tmpdir)) as engine:
         if scenario == "seq":
-            t0 = time.perf_counter()
+            t0 = start_clock()
             result = await engine.run(wf, {"n": 0})
-            wall = time.perf_counter() - t0
+            wall = stop_clock(t0)
             _ok(result)
             expect(result.state["n"] == size.seq_steps, f"seq reached n={result.state['n']}")
         elif scenario == "map":
             items = list(range(size.map_items))
-            t0 = time.perf_counter()
+            t0 = start_clock()
             result = await engine.run(wf, {"items": items, "out": []})
-            wall = time.perf_counter() - t0
+            wall = stop_clock(t0)
             _ok(result)
             out = result.state.get("out", [])
             expect(
@@ -88,9 +87,9 @@ async def measure(scenario: str, store: str, variant: str, size: Size, tmpdir: s
                 f"map joined {len(out)} outputs, expected {size.map_items}",
             )
         else:
-            t0 = time.perf_counter()
+            t0 = start_clock()
             results = await asyncio.gather(*(engine.run(wf, {"n": 0}) for _ in range(size.runs)))
-            wall = time.perf_counter() - t0
+            wall = stop_clock(t0)
             for r in results:
                 _ok(r)
             expect(all(r.state["n"] == size.run_steps for r in results), "many_runs: bad n")
