@@ -76,7 +76,10 @@ async def test_moderation_waits_for_a_moderator_and_a_rejection_fails_the_run() 
         str(BRIEF / "moderation.json"), handler_modules=["moderation_handlers"]
     )
     async with Stub(Reply(200, "{}")) as notifications:
-        workflow.configure(webhook_endpoints={"notify_user": notifications.url})
+        workflow.configure(
+            webhook_endpoints={"notify_user": notifications.url},
+            webhook_allow=[notifications.url],  # a local stand-in: allow-listed
+        )
         async with Engine(MemoryStore()) as engine:
             waiting = await engine.run(workflow, {"content": "Election results are in: http://x"})
             assert waiting.status is WorkflowStatus.WAITING_APPROVAL
@@ -109,7 +112,10 @@ async def test_the_order_workflow_runs(order: dict[str, bool], method: str, labe
         {"sku": "tee", "quantity": 1, "price": 20},
     ]
     async with Stub(Reply(200, '{"accepted": true}')) as warehouse:
-        workflow.configure(webhook_endpoints={"notify_warehouse": f"{warehouse.url}/ship"})
+        workflow.configure(
+            webhook_endpoints={"notify_warehouse": f"{warehouse.url}/ship"},
+            webhook_allow=[warehouse.url],  # a local stand-in: allow-listed, as an operator would
+        )
         async with Engine(MemoryStore()) as engine:
             result = await engine.run(workflow, {"order_id": "A-7", "items": items, **order})
         await aclose_clients()
@@ -134,7 +140,10 @@ async def test_the_order_processing_yaml_runs_against_a_receiver() -> None:
     workflow, _ = load_target(str(EXAMPLES / "order_processing.yaml"))
     order = json.loads((EXAMPLES / "order.json").read_text())
     async with Stub(Reply(200, '{"accepted": true}')) as warehouse:
-        workflow.configure(webhook_endpoints={"notify_warehouse": f"{warehouse.url}/ship"})
+        workflow.configure(
+            webhook_endpoints={"notify_warehouse": f"{warehouse.url}/ship"},
+            webhook_allow=[warehouse.url],  # a local stand-in: allow-listed, as an operator would
+        )
         async with Engine(MemoryStore()) as engine:
             result = await engine.run(workflow, order)
         await aclose_clients()
@@ -147,7 +156,10 @@ async def test_the_order_processing_yaml_runs_against_a_receiver() -> None:
 async def test_content_moderation_yaml_publishes_clean_content_without_review() -> None:
     workflow, _ = load_target(str(EXAMPLES / "content_moderation.yaml"))
     async with Stub(Reply(200, "{}")) as notifications:
-        workflow.configure(webhook_endpoints={"notify_user": notifications.url})
+        workflow.configure(
+            webhook_endpoints={"notify_user": notifications.url},
+            webhook_allow=[notifications.url],  # a local stand-in: allow-listed
+        )
         async with Engine(MemoryStore()) as engine:
             clean = await engine.run(workflow, {"content": "Lovely weather today"})
             flagged = await engine.run(workflow, {"content": "Election results: http://x"})

@@ -1,5 +1,9 @@
 """WEBHOOK steps against a real HTTP server on 127.0.0.1: bodies, headers, signatures,
-retries (Retry-After, timeouts, refused connections) and definite refusals."""
+retries (Retry-After, timeouts, refused connections) and definite refusals.
+
+The receivers listen on loopback over plain http, which the egress policy refuses unless
+allow-listed: each workflow here allow-lists its receiver's origin in ``webhook_allow``, as
+an operator does for an internal service (``test_webhook_egress.py`` checks the refusals)."""
 
 from __future__ import annotations
 
@@ -33,12 +37,20 @@ async def _webhooks(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
 
 
 def hook(name: str, policy: StepPolicy | None = None, config: Any = None, **options: Any):
-    """A workflow of one WEBHOOK step, ``notify``, as the front ends build it."""
+    """A workflow of one WEBHOOK step, ``notify``, as the front ends build it, allow-listing
+    the origin of its endpoint (unless ``config`` sets ``webhook_allow`` itself)."""
     defaults = {"method": "POST", "payload": None, "output": None, "headers": {}}
     opts = {**defaults, "secret_env": None, **options}
+    config = dict(config or {})
+    config.setdefault("webhook_allow", [origin(opts["endpoint"])] if opts.get("endpoint") else [])
     wf = Workflow(name, state=S, config=config)
     wf.add(Step("notify", StepKind.WEBHOOK, policy=policy or StepPolicy(), options=opts))
     return wf
+
+
+def origin(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
 async def failures_and_done(engine: Engine, run_id: str) -> tuple[list[Any], list[Any]]:
@@ -94,19 +106,23 @@ async def test_whole_state_body_text_answer_and_no_output(engine: Engine) -> Non
 
 async def test_workflow_configuration_points_the_step_elsewhere(engine: Engine) -> None:
     async with Stub(Reply(204)) as stub:
-        config = {"webhook_endpoints": {"notify": f"{stub.url}/staging"}}
+        config = {
+            "webhook_endpoints": {"notify": f"{stub.url}/staging"},
+            "webhook_allow": [stub.url],
+        }
         wf = hook("moved", config=config, endpoint=f"http://127.0.0.1:{closed_port()}/prod")
         result = await engine.run(wf, {"order_id": "C"})
     assert result.ok, result.error
     assert [r.path for r in stub.requests] == ["/staging"]
 
 
-async def test_signature_verifies_and_the_secret_is_never_stored(
+async def test_legacy_signature_verifies_and_the_secret_is_never_stored(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WAREHOUSE_SECRET", "s3cr3t-key")
     async with Stub() as stub:
-        wf = hook("signed", endpoint=stub.url, secret_env="WAREHOUSE_SECRET")
+        config = {"webhook_signing": "legacy", "webhook_allow": [stub.url]}
+        wf = hook("signed", config=config, endpoint=stub.url, secret_env="WAREHOUSE_SECRET")
         result = await engine.run(wf, {"order_id": "D"})
     assert result.ok, result.error
     [req] = stub.requests
@@ -119,6 +135,7 @@ async def test_signature_verifies_and_the_secret_is_never_stored(
     assert verify_signature(b"s3cr3t-key", int(ts), req.body.decode(), sig, now=int(ts) + 299)
     assert not verify_signature("s3cr3t-key", "soon", req.body, sig)
     assert not verify_signature("s3cr3t-key", ts, req.body, "md5=" + sig[7:])
+    assert not any(h.startswith("webhook-") for h in req.headers)
     events = await engine.store.read_events(result.run_id)
     assert "s3cr3t-key" not in json.dumps([e.to_row() for e in events], default=str)
 

@@ -7,27 +7,37 @@ attempt of the step instance, across restarts: receivers de-duplicate on it), ``
 and ``X-Cadenza-Step``. A 2xx answer completes the step (its JSON, or its text, stored under
 ``output`` when set); connection errors, timeouts, 5xx, 408 and 429 are retried per the step's
 retry policy, waiting at least as long as a ``Retry-After`` header asks; any other status fails
-the step at once.
+the step at once. Redirects are not followed (a 3xx fails the step, as Standard Webhooks
+advises): following one would send the signed payload to wherever the receiver points.
 
-Signing, when ``secret_env`` names an environment variable holding a key::
+Where the call may go is the egress policy's decision (:mod:`cadenza.net.egress`): https to
+public addresses only, unless the endpoint's origin is in the workflow's ``webhook_allow``;
+the connection goes to the very addresses that were checked (:mod:`cadenza.net.transport`).
+A refused endpoint fails the step at once (``EndpointRefused``), before anything is sent.
 
-    X-Cadenza-Timestamp: <unix seconds>
-    X-Cadenza-Signature: sha256=<hex HMAC-SHA256(key, f"{timestamp}.{raw body}")>
+Signing follows ``config.webhook_signing`` (:mod:`cadenza.net.webhook_signing`):
 
-A receiver recomputes the HMAC over the timestamp header, a ``.`` and the raw body bytes,
-compares in constant time and refuses timestamps outside its replay window:
-:func:`verify_signature` does exactly that. The key is never logged nor stored in the run."""
+- ``standard`` (the default): ``webhook-id`` (the idempotency key, so the same for every
+  attempt), ``webhook-timestamp`` and, when ``secret_env`` names an environment variable
+  holding ``whsec_`` secrets (several, space-separated, current first, to rotate), a
+  ``webhook-signature``. Receivers verify with :func:`cadenza.net.webhook_signing.verify` or
+  any Standard Webhooks library.
+- ``legacy``: ``X-Cadenza-Timestamp`` and ``X-Cadenza-Signature: sha256=<hex HMAC-SHA256(key,
+  f"{timestamp}.{raw body}")>`` with the variable's text as the key (the first one, when it
+  lists several); :func:`verify_signature` checks it.
+- ``both``: all of the above, while receivers move over.
+
+The secret is never logged nor stored in the run."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +45,17 @@ import httpx
 import pydantic_core
 
 from cadenza.errors import CadenzaError
+from cadenza.graph.config import WorkflowConfiguration
 from cadenza.graph.ir import Handler, Step
+from cadenza.net.egress import EgressPolicy, EndpointRefused
+from cadenza.net.transport import guarded_client
+from cadenza.net.webhook_signing import (
+    decode_secret,
+    legacy_signature,
+    message_id,
+    sign,
+)
+from cadenza.net.webhook_signing import verify_legacy as verify_signature
 from cadenza.resilience.retry import NonRetryableError
 from cadenza.runtime.context import ExecutionContext
 from cadenza.runtime.scope import Scope
@@ -44,7 +64,17 @@ from cadenza.steps.task import _attempt, run_attempts
 if TYPE_CHECKING:
     from cadenza.runtime.run import RunExecution
 
+__all__ = [
+    "WebhookMisconfigured",
+    "WebhookRejected",
+    "WebhookUnavailable",
+    "aclose_clients",
+    "execute_webhook",
+    "verify_signature",
+]
+
 DEFAULT_TIMEOUT = 30.0
+MIN_SECRET_BYTES = 24  # Standard Webhooks: 24 to 64 random bytes
 METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "GET"})
 RETRY_STATUSES = frozenset({408, 429})
 try:
@@ -80,9 +110,19 @@ class _Request:
     url: str
     body: bytes
     headers: dict[str, str]
+    policy: EgressPolicy
 
     def line(self) -> str:
         return f"{self.method} {self.url}"
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What the latest attempt got: an answer, or the egress policy's refusal of the
+    addresses the host resolved to (known only once the connection resolves it)."""
+
+    response: httpx.Response | None = None
+    refused: EndpointRefused | None = None
 
 
 async def execute_webhook(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
@@ -91,27 +131,30 @@ async def execute_webhook(run: RunExecution, step: Step, scope: Scope, path: str
     output = step.options.get("output")
     # What the latest attempt sent and got back, for its event.
     request: _Request | None = None
-    answer: list[httpx.Response] = []
+    outcome = _Outcome()
 
     async def attempt(ctx: ExecutionContext) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        nonlocal request
-        request, answer[:] = None, []
+        nonlocal request, outcome
+        request, outcome = None, _Outcome()
         request = _prepare(run, step, dict(scope.state), ctx)
-        call = _caller(request, timeout, output, answer)
+        call = _caller(request, timeout, output, outcome)
         sender = replace(step, handler=Handler(call, True, True))
         update, used_fallback = await _attempt(run, sender, scope, ctx)
-        if answer and not answer[0].is_success:
-            raise WebhookRejected(_describe(request, answer[0]), answer[0].status_code)
+        if outcome.refused is not None:
+            raise outcome.refused
+        answer = outcome.response
+        if answer is not None and not answer.is_success:
+            raise WebhookRejected(_describe(request, answer), answer.status_code)
         extra: dict[str, Any] = {"fallback": True} if used_fallback else {}
-        if answer:
-            extra["status"] = answer[0].status_code
+        if answer is not None:
+            extra["status"] = answer.status_code
         return update, extra
 
     def describe(exc: Exception, data: dict[str, Any]) -> None:
         if data["error_type"] == "Timeout" and request is not None:
             data["error"] = f"{request.line()} {data['error']}"
-        if answer:
-            data["status"] = answer[0].status_code
+        if outcome.response is not None:
+            data["status"] = outcome.response.status_code
         wait = getattr(exc, "retry_after", None)
         if data["retry"] and wait:
             data["retry_at"] = max(data["retry_at"], time.time() + wait)
@@ -122,16 +165,20 @@ async def execute_webhook(run: RunExecution, step: Step, scope: Scope, path: str
 def _prepare(
     run: RunExecution, step: Step, state: dict[str, Any], ctx: ExecutionContext
 ) -> _Request:
-    """Build one attempt's request; raises :class:`WebhookMisconfigured` before any call."""
+    """Build one attempt's request; raises :class:`WebhookMisconfigured` or
+    :class:`EndpointRefused` before any call."""
     opts = step.options
+    config = run.ir.config
     method = str(opts.get("method") or "POST").upper()
     if method not in METHODS:
         raise WebhookMisconfigured(f"method {method!r} is not one of {', '.join(sorted(METHODS))}")
-    url = str(run.ir.config.webhook_endpoints.get(step.name, opts.get("endpoint")) or "")
+    url = str(config.webhook_endpoints.get(step.name, opts.get("endpoint")) or "")
     if not url.startswith(("http://", "https://")):
         raise WebhookMisconfigured(
             f"endpoint {url!r} is not an http(s) URL (set it, or webhook_endpoints[{step.name!r}])"
         )
+    policy = _policy(config.webhook_allow)
+    policy.check_url(url)
     output = opts.get("output")
     if output is not None and run.ir.schema.check_keys([output]):
         raise WebhookMisconfigured(
@@ -157,27 +204,74 @@ def _prepare(
     # Set last: extra headers cannot replace these.
     headers |= {"Idempotency-Key": ctx.idempotency_key, "X-Cadenza-Run": ctx.run_id}
     headers["X-Cadenza-Step"] = ctx.path
-    secret_env = opts.get("secret_env")
-    if secret_env:
-        secret = os.environ.get(secret_env)
-        if not secret:
-            raise WebhookMisconfigured(
-                f"environment variable {secret_env!r} (the webhook's signing secret) is not set"
-            )
-        timestamp = str(int(time.time()))
-        headers["X-Cadenza-Timestamp"] = timestamp
-        headers["X-Cadenza-Signature"] = "sha256=" + _sign(secret, timestamp, body)
-    return _Request(method, url, body, headers)
+    headers |= _signatures(config, opts.get("secret_env"), ctx.idempotency_key, body)
+    return _Request(method, url, body, headers, policy)
+
+
+def _signatures(
+    config: WorkflowConfiguration, secret_env: str | None, key: str, body: bytes
+) -> dict[str, str]:
+    """The signing headers ``config.webhook_signing`` asks for (see the module's text)."""
+    scheme = config.webhook_signing
+    timestamp = int(time.time())  # of this attempt: a retry is signed afresh
+    secrets = _secrets(secret_env) if secret_env else []
+    headers: dict[str, str] = {}
+    if scheme in ("standard", "both"):
+        msg_id = message_id(key)
+        headers |= {"webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
+        if secrets:
+            for secret in secrets:
+                _check_standard_secret(secret_env, secret)
+            headers |= sign(secrets, msg_id, timestamp, body)
+    if scheme in ("legacy", "both") and secrets:
+        headers["X-Cadenza-Timestamp"] = str(timestamp)
+        headers["X-Cadenza-Signature"] = legacy_signature(secrets[0], str(timestamp), body)
+    return headers
+
+
+def _secrets(secret_env: str) -> list[str]:
+    secrets = os.environ.get(secret_env, "").split()
+    if not secrets:
+        raise WebhookMisconfigured(
+            f"environment variable {secret_env!r} (the webhook's signing secret) is not set"
+        )
+    return secrets
+
+
+def _check_standard_secret(secret_env: str | None, secret: str) -> None:
+    fix = (
+        'generate one with: python -c "import base64, os; '
+        "print('whsec_' + base64.b64encode(os.urandom(32)).decode())\", or set "
+        "webhook_signing='legacy' for the X-Cadenza-Signature scheme"
+    )
+    try:
+        size = len(decode_secret(secret))
+    except ValueError:
+        raise WebhookMisconfigured(
+            f"environment variable {secret_env!r} does not hold a Standard Webhooks secret "
+            f"(whsec_ + base64); {fix}"
+        ) from None
+    if size < MIN_SECRET_BYTES:
+        raise WebhookMisconfigured(
+            f"the secret in {secret_env!r} has {size} bytes, fewer than the "
+            f"{MIN_SECRET_BYTES} Standard Webhooks asks for; {fix}"
+        )
+
+
+@lru_cache(maxsize=256)
+def _policy(allow: tuple[str, ...]) -> EgressPolicy:
+    return EgressPolicy.allowing(allow)
 
 
 def _caller(
-    request: _Request, timeout: float, output: str | None, answer: list[httpx.Response]
+    request: _Request, timeout: float, output: str | None, outcome: _Outcome
 ) -> Callable[..., Awaitable[dict[str, Any] | None]]:
     """The call as an async handler: retryable outcomes raise (and count against a breaker);
-    a definite refusal is left in ``answer`` for the executor to fail on."""
+    a definite refusal, of the receiver or of the egress policy, is left in ``outcome`` for
+    the executor to fail on."""
 
     async def call(state: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any] | None:
-        client = _client()
+        client = _client(request.policy)
         try:
             response = await client.request(
                 request.method,
@@ -186,13 +280,16 @@ def _caller(
                 headers=request.headers,
                 timeout=timeout,
             )
+        except EndpointRefused as exc:
+            outcome.refused = exc
+            return None
         except httpx.TimeoutException:
             raise TimeoutError(f"{request.line()} timed out") from None
         except httpx.TransportError as exc:
             what = "could not connect" if isinstance(exc, httpx.ConnectError) else "failed"
             detail = str(exc) or type(exc).__name__
             raise ConnectionError(f"{request.line()} {what}: {detail}") from None
-        answer.append(response)
+        outcome.response = response
         code = response.status_code
         if code >= 500 or code in RETRY_STATUSES:
             retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -207,6 +304,9 @@ def _caller(
 def _describe(request: _Request, response: httpx.Response) -> str:
     text = " ".join(response.text.split())[:200]
     status = f"{response.status_code} {response.reason_phrase}".rstrip()
+    if response.is_redirect:
+        where = response.headers.get("Location", "")[:200]
+        text = f"redirect to {where!r} not followed; set the endpoint to the final URL"
     return f"{request.line()} answered {status}" + (f": {text}" if text else "")
 
 
@@ -227,56 +327,29 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def _sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
-    key = secret.encode() if isinstance(secret, str) else secret
-    return hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[EgressPolicy, httpx.AsyncClient]
+] = weakref.WeakKeyDictionary()
 
 
-def verify_signature(
-    secret: str | bytes,
-    timestamp: str | int,
-    body: bytes | str,
-    header: str,
-    *,
-    tolerance: float = 300,
-    now: float | None = None,
-) -> bool:
-    """Whether ``header`` (``X-Cadenza-Signature``) signs ``body`` at ``timestamp``
-    (``X-Cadenza-Timestamp``) with ``secret``, and the timestamp is within ``tolerance``
-    seconds of ``now``. For receivers; the comparison takes constant time."""
-    try:
-        ts = int(timestamp)
-    except (TypeError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - ts) > tolerance:
-        return False
-    scheme, _, given = (header or "").partition("=")
-    raw = body.encode() if isinstance(body, str) else body
-    expected = _sign(secret, str(timestamp), raw)
-    given_bytes = given.strip().encode("utf-8", "replace")
-    return scheme == "sha256" and hmac.compare_digest(expected.encode(), given_bytes)
-
-
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _client() -> httpx.AsyncClient:
-    """The running event loop's shared client (a connection pool is bound to its loop)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
+def _client(policy: EgressPolicy) -> httpx.AsyncClient:
+    """The running event loop's shared client for ``policy``: a connection pool is bound to
+    its loop, and kept per policy so that a connection opened to an allow-listed address is
+    never reused by a workflow whose policy refuses it."""
+    pools = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = pools.get(policy)
     if client is None or client.is_closed:
-        client = _clients[loop] = httpx.AsyncClient(follow_redirects=False)
+        client = pools[policy] = guarded_client(policy)
     return client
 
 
 async def aclose_clients() -> None:
-    """Close the running loop's shared client (engine shutdown, test teardown) and forget
+    """Close the running loop's shared clients (engine shutdown, test teardown) and forget
     those of loops that have closed since."""
     loop = asyncio.get_running_loop()
     for key in list(_clients):
         if key is loop or key.is_closed():
-            client = _clients.pop(key)
+            pools = _clients.pop(key)
             if key is loop:
-                await client.aclose()
+                for client in pools.values():
+                    await client.aclose()
