@@ -102,3 +102,24 @@ def test_audit_verify_finds_the_edited_event(tmp_path: Path) -> None:
     code, _, err = invoke("audit", "verify", run_id)
     assert code == 1
     assert f"run {run_id} event 1: edited" in err
+
+
+def test_approvals_list_pages_oldest_first_for_a_user() -> None:
+    started = []
+    for amount in (20000, 30000, 40000):
+        code, out, err = invoke(
+            "run",
+            str(EXAMPLES / "financial_transaction.yaml"),
+            "-q",
+            "--json",
+            "--input",
+            json.dumps({"amount": amount, "account": "ACC-1"}),
+        )
+        assert code == 0, err
+        started.append(json.loads(out)["run_id"])
+    code, out, _ = invoke("approvals", "list", "--json", "--for", "olivia", "--limit", "2")
+    assert code == 0 and [p["run_id"] for p in json.loads(out)] == started[:2]
+    code, out, _ = invoke("approvals", "list", "--limit", "2")
+    assert code == 0 and "the oldest 2; --limit to see more" in out
+    code, out, _ = invoke("approvals", "list", "--json", "--for", "compliance_officer")
+    assert json.loads(out) == [], "a role's name is no user"

@@ -162,6 +162,7 @@ def test_a_bad_configuration_is_one_literal_line(
     config = tmp_path / "bad.toml"
     config.write_bytes(content)
     monkeypatch.setenv("CADENZA_CONFIG", str(config))
+    (tmp_path / "runs.db").touch()  # a store to list from (a missing one is its own error)
     code, out, err = invoke("approvals", "list", "--for", "olivia")
     assert code == 2 and out == ""
     assert err.strip().startswith(f"error: {config}: {message}")

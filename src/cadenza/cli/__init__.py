@@ -1,11 +1,9 @@
-"""The ``cadenza`` command: run workflows, list and inspect runs, decide approvals, audit."""
+"""The ``cadenza`` command: run workflows, list and inspect runs, decide approvals, audit.
 
-import importlib
+Each command's module is imported only when that command runs (see :mod:`cadenza.cli._lazy`),
+so that ``cadenza --help`` or ``cadenza runs list`` does not import the whole engine."""
 
 from cadenza.cli._app import app
-
-for _module in ("run", "runs", "people", "audit"):  # each registers its commands, in this order
-    importlib.import_module(f"cadenza.cli.{_module}")
 
 
 def main() -> None:

@@ -18,19 +18,30 @@ from rich.text import Text
 from cadenza.cli._app import (
     DbOption,
     HandlersOption,
-    _engine,
     _run,
-    audit_app,
+    app,
     err,
     fail,
     literal,
+    opened_store,
     out,
+    print_json,
+    resolve,
 )
+from cadenza.errors import RunNotFound
 from cadenza.ids import RunId
 
 if TYPE_CHECKING:
     from cadenza.observe.audit_verify import RunCheck
     from cadenza.runtime.state import Reducer
+    from cadenza.store.base import Store
+
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+OneRunArgument = Annotated[
+    str | None, typer.Argument(help="One run (id or a unique start of one); default: every run.")
+]
 
 AnchorOption = Annotated[
     Path | None,
@@ -56,11 +67,19 @@ WorkflowsOption = Annotated[
 
 @audit_app.command("verify")
 def audit_verify(
-    run_id: Annotated[str | None, typer.Argument(help="One run; default: every run.")] = None,
+    run_id: OneRunArgument = None,
     anchor: AnchorOption = None,
     workflows: WorkflowsOption = None,
     handlers: HandlersOption = None,
     db: DbOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='Print {"ok", "runs", "broken": [{"run_id", "seq", "reason", "detail"}], '
+            '"anchors_held", "unchecked_values"} instead of lines.',
+        ),
+    ] = False,
 ) -> None:
     """Check each run as stored: its events and their hash chain, its status against its log,
     its snapshot against the fold of its log, and (--anchor) its chain head. Every broken run
@@ -68,6 +87,9 @@ def audit_verify(
     anchors = _read_anchors(anchor) if anchor is not None else None
     definitions = _load_definitions(workflows or [], handlers or [])
     checks = _checks(db, run_id, anchors, definitions)
+    if as_json:
+        _verify_json(checks, anchors)
+        return
     broken = _report_broken(checks)
     if broken:
         summary = f"{broken} of {len(checks)} run(s) broken"
@@ -95,7 +117,7 @@ def audit_verify(
 
 @audit_app.command("anchor")
 def audit_anchor(
-    run_id: Annotated[str | None, typer.Argument(help="One run; default: every run.")] = None,
+    run_id: OneRunArgument = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write to FILE (default: stdout).", show_default=False),
@@ -126,7 +148,7 @@ def audit_anchor(
 
 @audit_app.command("export")
 def audit_export(
-    run_id: Annotated[str, typer.Argument(help="The run.")],
+    run_id: Annotated[str, typer.Argument(help="The run (id or a unique start of one).")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
     db: DbOption = None,
 ) -> None:
@@ -137,13 +159,14 @@ def audit_export(
         fail(f"--format must be jsonl or csv, got {fmt!r}")
 
     async def main() -> str:
-        async with _engine(db) as engine:
+        async with opened_store(db) as store:
+            rid = await resolve(store, run_id)
             try:
-                events = await engine.store.read_events(run_id)
+                events = await store.read_events(rid)
             except (TypeError, ValueError) as exc:  # a row no store writes: it was edited
                 fail(
-                    f"run {run_id}: a stored event cannot be read ({exc}); "
-                    f"`cadenza audit verify {run_id}` says which"
+                    f"run {rid}: a stored event cannot be read ({exc}); "
+                    f"`cadenza audit verify {rid}` says which"
                 )
             return export(events, fmt)  # type: ignore[arg-type]
 
@@ -159,11 +182,43 @@ def _checks(
     from cadenza.observe.audit_store import verify_store
 
     async def main() -> list[RunCheck]:
-        async with _engine(db) as engine:
-            ids = [RunId(run_id)] if run_id is not None else None
-            return await verify_store(engine.store, ids, anchors=anchors, definitions=definitions)
+        async with opened_store(db) as store:
+            ids = [await _audited_id(store, run_id)] if run_id is not None else None
+            return await verify_store(store, ids, anchors=anchors, definitions=definitions)
 
     return _run(main)
+
+
+async def _audited_id(store: Store, run_id: str) -> RunId:
+    """The run ``run_id`` names; an id with no run row is checked as given, since what is
+    stored under it (events, a snapshot: an orphan) is what the auditor asks about."""
+    try:
+        return await resolve(store, run_id)
+    except RunNotFound:
+        return RunId(run_id)
+
+
+def _verify_json(checks: list[RunCheck], anchors: Mapping[RunId, tuple[int, str]] | None) -> None:
+    """The outcome of ``verify --json``: one document on stdout, exit 1 when a run is broken."""
+    broken = [c.broken for c in checks if c.broken is not None]
+    print_json(
+        {
+            "ok": not broken,
+            "runs": len(checks),
+            "broken": [
+                {"run_id": b.run_id, "seq": b.seq, "reason": str(b.reason), "detail": b.detail}
+                for b in broken
+            ],
+            "anchors_held": (
+                None
+                if anchors is None
+                else sum(1 for c in checks if c.run_id in anchors and c.broken is None)
+            ),
+            "unchecked_values": sum(len(c.unchecked) for c in checks),
+        }
+    )
+    if broken:
+        raise typer.Exit(1)
 
 
 def _report_broken(checks: list[RunCheck]) -> int:

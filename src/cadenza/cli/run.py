@@ -7,21 +7,22 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from cadenza.cli._app import (
     DbOption,
     HandlersOption,
+    JsonOption,
     LogOption,
     _count_steps,
     _engine,
     _exit_code,
     _print_result,
-    _Progress,
     _run,
     app,
+    configure_logs,
     err,
     fail,
     literal,
@@ -29,10 +30,21 @@ from cadenza.cli._app import (
     parse_input,
     print_error,
     print_json,
+    resolve,
 )
 from cadenza.errors import CadenzaError
-from cadenza.observe.logging import LoggingObserver, configure_logging
 from cadenza.runtime.status import WorkflowStatus
+
+EndpointOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--endpoint",
+        help="STEP=URL: the webhook step STEP posts to URL instead of its own endpoint (a "
+        "local receiver, a staging service; repeatable). Kept with the run, so that a "
+        "process that resumes or decides it posts there too.",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
@@ -42,10 +54,13 @@ def run(
         str | None, typer.Option("--input", "-i", help="JSON object, @file.json, or - for stdin.")
     ] = None,
     db: DbOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
-    log_level: LogOption = "WARNING",
+    as_json: JsonOption = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No live progress (the run id still shows).")
+    ] = False,
+    log_level: LogOption = None,
     handlers: HandlersOption = None,
+    endpoints: EndpointOption = None,
     actor: Annotated[
         str | None, typer.Option("--as", help="Who starts it (for workflows with allowed_users).")
     ] = None,
@@ -60,55 +75,95 @@ def run(
     queue: Annotated[str, typer.Option("--queue", help="The queue it goes to.")] = "default",
 ) -> None:
     """Run a workflow to completion and print its final status and state (with --enqueue:
-    hand it to the workers and print its id)."""
+    hand it to the workers and print its id).
+
+    The run's id is printed on stderr as it starts, so that a run interrupted half-way can be
+    continued with `cadenza resume RUN`."""
+    from cadenza.cli._progress import Progress
+
+    observers = configure_logs(log_level)
+    values = parse_input(input)
+    workflow, canonical = _load(target, handlers, _endpoints(endpoints or []))
+    if enqueue:
+        _enqueue(db, workflow, values, canonical, actor, queue, as_json)
+        return
+    progress = Progress(err)
+    if not quiet:
+        observers.append(progress)
+
+    async def main() -> Any:
+        async with _engine(db, *observers, create=True) as engine:
+            run_id = await engine.start(
+                workflow, values, target=canonical, actor=actor, queue=queue
+            )
+            progress.announce(run_id, workflow.name)
+            try:
+                return await engine.wait(run_id)
+            finally:
+                progress.close()
+
+    result = _run(main, runs=progress.runs)
+    _print_result(result, as_json)
+    raise typer.Exit(_exit_code(result.status))
+
+
+def _load(target: str, handlers: list[str] | None, endpoints: dict[str, str]) -> tuple[Any, str]:
+    """The workflow ``target`` names, and its canonical target; a problem is one line per
+    problem (FILE:LINE:COL for a YAML/JSON file) and exit 2."""
     from cadenza.graph.spec_load import SpecError
     from cadenza.runtime.loader import load_target
 
-    configure_logging(log_level)
-    values = parse_input(input)
     try:
-        workflow, canonical = load_target(target, handler_modules=handlers or [])
+        return load_target(target, handler_modules=handlers or [], endpoints=endpoints)
     except SpecError as exc:
         _print_lines(exc.lines())
         raise typer.Exit(2) from None
     except CadenzaError as exc:
         fail(str(exc))
-    if enqueue:
-        _enqueue(db, workflow, values, canonical, actor, queue, as_json)
-        return
-    observers: list[Any] = [LoggingObserver()]
-    if not quiet:
-        observers.append(_Progress(err))
 
-    async def main() -> Any:
-        async with _engine(db, *observers) as engine:
-            return await engine.run(workflow, values, target=canonical, actor=actor, queue=queue)
 
-    result = _run(main)
-    _print_result(result, as_json)
-    raise typer.Exit(_exit_code(result.status))
+def _endpoints(given: list[str]) -> dict[str, str]:
+    """``--endpoint STEP=URL`` options as a mapping."""
+    endpoints: dict[str, str] = {}
+    for text in given:
+        step, sep, url = text.partition("=")
+        if not sep or not step.strip() or not url.strip():
+            fail(f"--endpoint {text!r}: expected STEP=URL")
+        if not url.startswith(("http://", "https://")):
+            fail(f"--endpoint {text!r}: {url!r} is not an http(s) URL")
+        endpoints[step.strip()] = url.strip()
+    return endpoints
 
 
 @app.command()
 def resume(
     run_id: Annotated[
-        str | None, typer.Argument(help="A run id; default: every unfinished run.")
+        str | None,
+        typer.Argument(help="A run id (or a unique start of one); default: every unfinished run."),
     ] = None,
     db: DbOption = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    log_level: LogOption = "WARNING",
+    as_json: JsonOption = False,
+    log_level: LogOption = None,
 ) -> None:
     """Continue unfinished runs (after a crash) from their last committed step."""
-    configure_logging(log_level)
+    from cadenza.cli._progress import Progress
+
+    progress = Progress(err)
+    observers = [*configure_logs(log_level), progress]
 
     async def main() -> tuple[list[Any], dict[str, str]]:
-        async with _engine(db, LoggingObserver(), _Progress(err)) as engine:
-            if run_id:
-                return [await engine.resume(run_id)], {}
-            report = await engine.resume_all()
-            return report.results, report.errors
+        async with _engine(db, *observers) as engine:
+            try:
+                if run_id is not None:
+                    rid = await resolve(engine.store, run_id)
+                    progress.known(rid)
+                    return [await engine.resume(rid)], {}
+                report = await engine.resume_all()
+                return report.results, report.errors
+            finally:
+                progress.close()
 
-    results, errors = _run(main)
+    results, errors = _run(main, runs=progress.runs)
     if not results and not errors:
         err.print("nothing to resume")
     for result in results:
@@ -129,7 +184,7 @@ def _enqueue(
     as_json: bool,
 ) -> None:
     async def main() -> str:
-        async with _engine(db) as engine:
+        async with _engine(db, create=True) as engine:
             return await engine.submit(workflow, values, target=target, actor=actor, queue=queue)
 
     run_id = _run(main)
@@ -177,19 +232,28 @@ def worker(
         bool, typer.Option("--once", help="Execute what is due, finish, exit.")
     ] = False,
     handlers: HandlersOption = None,
-    log_level: LogOption = "INFO",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR (logs go to stderr).")
+    ] = "INFO",
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Log JSON lines, also on a terminal (default: JSON unless on one)."
+        ),
+    ] = False,
 ) -> None:
     """Claim and execute runs from the store until SIGTERM: queued runs, runs whose worker
     died, timers and approvals that are due, commands to runs held here.
 
     On SIGTERM (or SIGINT) it starts no new steps and lets those in flight finish (--grace).
-    Then it hands its runs back, so that other workers continue them at once."""
+    Then it hands its runs back, so that other workers continue them at once. Its output is
+    its log: one line per event at --log-level and above."""
     import signal as signals
 
     from cadenza.runtime.loader import load_target
     from cadenza.runtime.worker import Worker
 
-    configure_logging(log_level)
+    observers = configure_logs(log_level, json=True if as_json else None)
     known: dict[str, Any] = {}
     for target in workflows or []:
         try:
@@ -200,12 +264,13 @@ def worker(
 
     async def main() -> None:
         from cadenza.runtime.engine import Engine
+        from cadenza.store.url import open_store
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signals.SIGTERM, signals.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        engine = Engine(db, observers=[LoggingObserver()], lease_seconds=lease)
+        engine = Engine(open_store(db, create=True), observers=observers, lease_seconds=lease)
         runner = Worker(
             engine,
             targets=known,
@@ -243,30 +308,68 @@ def validate(
             show_default=False,
         ),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='Print {"ok": ...} with the workflow, or with each problem\'s file, line, '
+            "column, path and message.",
+        ),
+    ] = False,
 ) -> None:
     """Check a workflow definition; print each problem as FILE:LINE:COL: message and exit 2
     when there is any. A Python target is checked by importing it."""
     from cadenza.graph.spec_load import SpecError
-    from cadenza.runtime.loader import SPEC_SUFFIXES, load_target
+    from cadenza.runtime.loader import SPEC_SUFFIXES, load_target, split_target
 
-    path, _, fragment = target.partition("#handlers=")
+    path, fragment_modules, _ = split_target(target)
     try:
         if path.endswith(SPEC_SUFFIXES):
             from cadenza.graph.spec_compile import load_workflow_file
 
-            modules = [*filter(None, fragment.split(",")), *(handlers or [])]
+            modules = [*fragment_modules, *(handlers or [])]
             workflow: Any = load_workflow_file(path, handler_modules=modules, imports=imports)
         elif imports is False:
-            fail(f"{target}: --no-import is for YAML/JSON files; a Python target is imported")
+            _invalid(
+                as_json,
+                f"{target}: --no-import is for YAML/JSON files; a Python target is imported",
+            )
         else:
             workflow, _ = load_target(target, handler_modules=handlers or [])
         ir = workflow.compile()
     except SpecError as exc:
-        _print_lines(exc.lines())
+        if as_json:
+            print_json(
+                {"ok": False, "problems": [_problem_json(exc.file, p) for p in exc.problems]}
+            )
+        else:
+            _print_lines(exc.lines())
         raise typer.Exit(2) from None
     except CadenzaError as exc:
-        fail(f"{target}: {exc}")
-    out.print(literal(f"ok: {ir.name} ({_count_steps(ir.graph)} steps, version {ir.version})"))
+        _invalid(as_json, f"{target}: {exc}")
+    steps = _count_steps(ir.graph)
+    if as_json:
+        print_json({"ok": True, "workflow": ir.name, "version": ir.version, "steps": steps})
+    else:
+        out.print(literal(f"ok: {ir.name} ({steps} steps, version {ir.version})"))
+
+
+def _invalid(as_json: bool, message: str) -> NoReturn:
+    """A definition that cannot be checked further: one problem, exit 2."""
+    if as_json:
+        print_json({"ok": False, "problems": [{"message": message}]})
+        raise typer.Exit(2)
+    fail(message)
+
+
+def _problem_json(file: str, problem: Any) -> dict[str, Any]:
+    return {
+        "file": file,
+        "line": problem.line,
+        "column": problem.column,
+        "path": problem.json_path if problem.path else None,
+        "message": problem.message,
+    }
 
 
 @app.command()
@@ -279,18 +382,20 @@ def graph(
     handlers: HandlersOption = None,
 ) -> None:
     """Draw a workflow as Mermaid (default) or DOT text, or as SVG/PNG with Graphviz."""
-    from cadenza.graph.render import render
-    from cadenza.runtime.loader import load_target
+    from cadenza.graph.render import FORMATS, render
 
+    if fmt not in FORMATS:
+        fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "png" and output is None:
+        fail("png is binary: write it to a file with --output")
+    workflow, _ = _load(target, handlers, {})
     try:
-        workflow, _ = load_target(target, handler_modules=handlers or [])
         drawn = render(workflow.compile(), fmt, output)
     except CadenzaError as exc:
         fail(str(exc), 1)
     if output is None:
-        if isinstance(drawn, bytes):
-            fail(f"{fmt} is binary: write it to a file with --output", 1)
-        sys.stdout.write(drawn if drawn.endswith("\n") else drawn + "\n")
+        text = drawn.decode() if isinstance(drawn, bytes) else drawn  # SVG is UTF-8 text
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
         err.print(literal(f"wrote {output}"))
 

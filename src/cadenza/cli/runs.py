@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from cadenza.cli._app import (
@@ -18,15 +17,27 @@ from cadenza.cli._app import (
     _secs,
     _status,
     _when,
+    app,
     err,
     fail,
+    fitted_table,
     literal,
+    opened_store,
     out,
     print_json,
-    runs_app,
+    resolve,
 )
-from cadenza.runtime.events import Event
 from cadenza.runtime.status import WorkflowStatus
+
+if TYPE_CHECKING:
+    from cadenza.runtime.events import Event
+
+runs_app = typer.Typer(
+    help="List, inspect, cancel, re-drive, fork and pause runs.", no_args_is_help=True
+)
+app.add_typer(runs_app, name="runs")
+
+RunArgument = Annotated[str, typer.Argument(help="The run id (or a unique start of one).")]
 
 
 @runs_app.command("list")
@@ -48,32 +59,32 @@ def runs_list(
             fail(f"{exc}; statuses are {', '.join(WorkflowStatus)}")
 
     async def main() -> list[Any]:
-        async with _engine(db) as engine:
-            return await engine.store.list_runs(status=statuses, workflow=workflow, limit=limit)
+        async with opened_store(db) as store:
+            return await store.list_runs(status=statuses, workflow=workflow, limit=limit)
 
     records = _run(main)
     if as_json:
         print_json([_record_json(r) for r in records])
         return
-    table = Table()
-    table.add_column("run", no_wrap=True, min_width=32)
-    for heading in ("workflow", "status", "created", "duration", "error"):
-        table.add_column(heading)
-    for r in records:
-        table.add_row(
-            literal(r.run_id),
-            literal(r.workflow),
+    columns = [("run", True), ("status", True), ("workflow", False), ("created", False)]
+    columns += [("duration", False), ("error", False)]
+    rows = [
+        (
+            literal(r.run_id, one_line=True),
             _status(r.status),
+            literal(r.workflow, one_line=True),
             _when(r.created_at),
             _secs(r.updated_at - r.created_at) if r.status.terminal else "",
-            literal((r.error or "")[:60]),
+            literal((r.error or "")[:200], one_line=True),
         )
-    out.print(table)
+        for r in records
+    ]
+    out.print(fitted_table(columns, rows, out.width))
 
 
 @runs_app.command("show")
 def runs_show(
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: RunArgument,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -84,10 +95,11 @@ def runs_show(
 
     async def main() -> tuple[Any, Any, list[Event], tuple[object, frozenset[WorkflowStatus]]]:
         async with _engine(db) as engine:
-            record = await engine.store.get_run(run_id)
-            result = await engine.result(run_id)
-            events = await engine.store.read_events(run_id)
-            return record, result, events, await _logged_status(engine.store, run_id)
+            rid = await resolve(engine.store, run_id)
+            record = await engine.store.get_run(rid)
+            result = await engine.result(rid)
+            events = await engine.store.read_events(rid)
+            return record, result, events, await _logged_status(engine.store, rid)
 
     record, result, events, (stored, logged) = _run(main)
     record = _status_from_log(record, stored, logged)
@@ -126,17 +138,25 @@ def runs_show(
     )
     if record.error:
         out.print(literal(record.error, style="red"), soft_wrap=True)
-    table = Table("step", "status", "attempts", "duration", "detail")
+    columns = [("step", True), ("status", True), ("attempts", True), ("duration", False)]
+    columns.append(("detail", False))
+    cells = []
     for r in rows:
         detail = (
             r.error
             or r.decided_by
             or (f"→ {', '.join(r.route) or '(none)'}" if r.route is not None else "")
         )
-        table.add_row(
-            literal(r.path), r.status, str(r.attempts or ""), _secs(r.duration), literal(detail)
+        cells.append(
+            (
+                literal(r.path, one_line=True),
+                r.status,
+                str(r.attempts or ""),
+                _secs(r.duration),
+                literal(detail, one_line=True),
+            )
         )
-    out.print(table)
+    out.print(fitted_table(columns, cells, out.width))
     if usage.model_calls:
         out.print(literal(f"model usage: {usage.summary()}"))
     print_json(result.state)
@@ -173,7 +193,7 @@ def _status_from_log(record: Any, stored: object, logged: frozenset[WorkflowStat
 
 @runs_app.command("cancel")
 def runs_cancel(
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: RunArgument,
     db: DbOption = None,
     reason: Annotated[str, typer.Option("--reason")] = "cancelled from the command line",
     actor: Annotated[str | None, typer.Option("--as", help="Who asks (for allowed_users).")] = None,
@@ -182,7 +202,7 @@ def runs_cancel(
 
     async def main() -> Any:
         async with _engine(db) as engine:
-            return await engine.cancel(run_id, reason, actor=actor)
+            return await engine.cancel(await resolve(engine.store, run_id), reason, actor=actor)
 
     result = _run(main)
     out.print(Text.assemble("run ", literal(result.run_id), " ", _status(result.status)))
@@ -190,19 +210,19 @@ def runs_cancel(
 
 @runs_app.command("retry")
 def runs_retry(
-    run_id: Annotated[str, typer.Argument(help="A FAILED or CANCELLED run.")],
+    run_id: Annotated[str, typer.Argument(help="A FAILED or CANCELLED run (id or prefix).")],
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     actor: Annotated[str | None, typer.Option("--as", help="Who asks (for allowed_users).")] = None,
 ) -> None:
     """Re-drive a failed run from the failed step, as a new run linked to it."""
 
-    _act(db, lambda engine: engine.redrive(run_id, actor=actor), as_json)
+    _act(db, run_id, lambda engine, rid: engine.redrive(rid, actor=actor), as_json)
 
 
 @runs_app.command("fork")
 def runs_fork(
-    run_id: Annotated[str, typer.Argument(help="The run to start from.")],
+    run_id: Annotated[str, typer.Argument(help="The run to start from (id or prefix).")],
     step: Annotated[str, typer.Option("--from", help="Start after this recorded step.")],
     sets: Annotated[
         list[str] | None,
@@ -215,33 +235,42 @@ def runs_fork(
     """Time travel: a new run from the state after STEP of RUN, optionally changed."""
     patch = dict(_parse_assignment(text) for text in sets or [])
 
-    _act(db, lambda engine: engine.fork(run_id, after=step, set=patch, actor=actor), as_json)
+    _act(
+        db,
+        run_id,
+        lambda engine, rid: engine.fork(rid, after=step, set=patch, actor=actor),
+        as_json,
+    )
 
 
 @runs_app.command("pause")
 def runs_pause(
-    run_id: Annotated[str, typer.Argument(help="A RUNNING run not executing elsewhere.")],
+    run_id: Annotated[
+        str, typer.Argument(help="A RUNNING run not executing elsewhere (id or prefix).")
+    ],
     db: DbOption = None,
     reason: Annotated[str, typer.Option("--reason")] = "paused from the command line",
     actor: Annotated[str | None, typer.Option("--as", help="Who asks (for allowed_users).")] = None,
 ) -> None:
     """Pause a run: it is not resumed until `cadenza runs unpause`."""
 
-    async def main() -> None:
+    async def main() -> str:
         async with _engine(db) as engine:
-            await engine.pause(run_id, reason, actor=actor)
+            rid = await resolve(engine.store, run_id)
+            await engine.pause(rid, reason, actor=actor)
+            return rid
 
-    _run(main)
-    out.print(Text.assemble("run ", literal(run_id), " ", _status(WorkflowStatus.PAUSED)))
+    paused = _run(main)
+    out.print(Text.assemble("run ", literal(paused), " ", _status(WorkflowStatus.PAUSED)))
 
 
 @runs_app.command("unpause")
 def runs_unpause(
-    run_id: Annotated[str, typer.Argument(help="A PAUSED run.")],
+    run_id: Annotated[str, typer.Argument(help="A PAUSED run (id or prefix).")],
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     actor: Annotated[str | None, typer.Option("--as", help="Who asks (for allowed_users).")] = None,
 ) -> None:
     """Let a paused run go on, here, until it finishes."""
 
-    _act(db, lambda engine: engine.unpause(run_id, actor=actor), as_json)
+    _act(db, run_id, lambda engine, rid: engine.unpause(rid, actor=actor), as_json)

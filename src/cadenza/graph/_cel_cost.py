@@ -381,8 +381,8 @@ def _sum(parts: Sequence[Estimate], result: Shape, ns: float, memory: float = 0.
 
 def _literal_value(token: str) -> str:
     """The value of a CEL string literal, read by the engine itself."""
-    import cel
+    from cadenza.graph._cel_engine import compile as cel_compile
 
-    value = cel.compile(token).execute({})
+    value = cel_compile(token).execute({})
     assert isinstance(value, str)
     return value

@@ -56,9 +56,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import cel
-
 from cadenza.errors import ExpressionError
+from cadenza.graph import _cel_engine
 from cadenza.graph._cel_cost import Bound, Shape, Unbounded, shape
 from cadenza.graph._cel_cost import bound as cost_bound
 from cadenza.graph._cel_data import (
@@ -300,7 +299,7 @@ def compile_expression(text: str) -> Expression:
         raise _refuse(text, "expression is empty")
     free, promoted_text = _scan(text)
     try:
-        program = cel.compile(text)
+        program = _cel_engine.compile(text)
         names, calls = tuple(program.variables()), set(program.functions())
     except BaseException as exc:
         if not _engine_error(exc):
@@ -309,7 +308,7 @@ def compile_expression(text: str) -> Expression:
     if unsupported := sorted(calls & MACROS):
         raise _refuse(text, f"unsupported form of the {unsupported[0]!r} macro")
     try:
-        promoted = cel.compile(promoted_text) if promoted_text != text else program
+        promoted = _cel_engine.compile(promoted_text) if promoted_text != text else program
     except Exception:
         promoted = None
     try:

@@ -88,3 +88,81 @@ class LoggingObserver:
         elif event.type is EventType.STEP_COMPLETED and "route" in data:
             fields["route"] = data["route"]
         self._log.log(level, str(event.type), **fields)
+
+
+def step_logger(level: str, **bound: Any) -> Any:
+    """The logger a step writes its own lines with (``ctx.logger``), bound to ``bound``,
+    dropping lines below ``level``: the workflow's ``log_level``. The process's configuration
+    (:func:`configure_logging`, ``--log-level``) still filters what passes, as a handler's
+    level does after a logger's in :mod:`logging`; a workflow can quiet its own chatter, not
+    make a quiet process talk."""
+    logger = structlog.get_logger("cadenza.step").bind(**bound)
+    floor = logging.getLevelNamesMapping()[level.upper()]
+    return logger if floor <= logging.DEBUG else _AtLeast(logger, floor)
+
+
+#: Bound-logger methods that write a line, and the level each writes at.
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "err": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+#: Their ``async`` forms (``await log.ainfo(...)``).
+_ASYNC_LEVELS = {f"a{name}": level for name, level in _METHOD_LEVELS.items()}
+
+
+class _AtLeast:
+    """A bound logger that drops the lines below ``floor`` and passes everything else on,
+    whatever structlog's configuration (a wrapper over it, not one of its filtering classes,
+    so that a user's own structlog setup keeps working)."""
+
+    __slots__ = ("_floor", "_logger")
+
+    def __init__(self, logger: Any, floor: int) -> None:
+        self._logger = logger
+        self._floor = floor
+
+    def bind(self, **values: Any) -> _AtLeast:
+        return _AtLeast(self._logger.bind(**values), self._floor)
+
+    def unbind(self, *keys: str) -> _AtLeast:
+        return _AtLeast(self._logger.unbind(*keys), self._floor)
+
+    def try_unbind(self, *keys: str) -> _AtLeast:
+        return _AtLeast(self._logger.try_unbind(*keys), self._floor)
+
+    def new(self, **values: Any) -> _AtLeast:
+        return _AtLeast(self._logger.new(**values), self._floor)
+
+    def log(self, level: int, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        if level < self._floor:
+            return None
+        return self._logger.log(level, event, *args, **kw)
+
+    async def alog(self, level: int, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        if level < self._floor:
+            return None
+        return await self._logger.alog(level, event, *args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._logger, name)
+        if name in _METHOD_LEVELS and _METHOD_LEVELS[name] < self._floor:
+            return _dropped
+        if name in _ASYNC_LEVELS and _ASYNC_LEVELS[name] < self._floor:
+            return _dropped_async
+        return method
+
+
+def _dropped(*args: Any, **kw: Any) -> None:
+    return None
+
+
+async def _dropped_async(*args: Any, **kw: Any) -> None:
+    return None

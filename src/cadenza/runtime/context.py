@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from cadenza.graph.config import WorkflowConfiguration
 from cadenza.ids import RunId
+from cadenza.observe.logging import step_logger
 
 
 @dataclass(slots=True)
@@ -35,9 +34,14 @@ class ExecutionContext:
 
     @property
     def logger(self) -> Any:
-        """A structlog logger bound to this run, step and attempt."""
+        """A structlog logger bound to this run, step and attempt, writing the lines at the
+        workflow's ``log_level`` and above."""
         if self._logger is None:
-            self._logger = structlog.get_logger("cadenza.step").bind(
-                run_id=self.run_id, workflow=self.workflow, step=self.path, attempt=self.attempt
+            self._logger = step_logger(
+                self.config.log_level,
+                run_id=self.run_id,
+                workflow=self.workflow,
+                step=self.path,
+                attempt=self.attempt,
             )
         return self._logger
