@@ -1,6 +1,6 @@
 """How long listing pending approvals takes with many runs waiting: N runs each waiting at a
-HUMAN_APPROVAL step in a SQLite store, then ``engine.pending_approvals()`` (what
-``cadenza approvals list`` calls), best of K.
+HUMAN_APPROVAL step in a SQLite store, then ``engine.pending_approvals()`` (every one;
+``cadenza approvals list`` reads the same table), best of K.
 
     python bench/approvals.py [--runs 1000] [--repeat 5] [--json]
 """

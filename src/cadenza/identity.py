@@ -35,6 +35,9 @@ class Directory:
     nothing is guarded (see :meth:`authorize`)."""
 
     users: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: Where the users came from, for refusals: a person told "unknown user" must be able to
+    #: see that no configuration file was found, or which one was read.
+    origin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         both = self.users.keys() & self.role_names
@@ -56,7 +59,7 @@ class Directory:
         if not file.is_file():
             if path is not None or "CADENZA_CONFIG" in os.environ:
                 raise CadenzaError(f"no such configuration file: {file}")
-            return cls()
+            return cls(origin=f"found no {file} in {Path.cwd()} and CADENZA_CONFIG is not set")
         try:
             raw = file.read_bytes()
         except OSError as exc:
@@ -81,7 +84,7 @@ class Directory:
                 raise CadenzaError(f"{file}: users.{name} must be a list of role names")
             parsed[name] = frozenset(roles)
         try:
-            return cls(parsed)
+            return cls(parsed, origin=f"read from {file.resolve()}")
         except CadenzaError as exc:
             raise CadenzaError(f"{file}: {exc}") from None
 
@@ -103,6 +106,14 @@ class Directory:
         allowed = set(allowed)
         return user in allowed or bool(self.users[user] & allowed)
 
+    def names(self, user: str) -> list[str]:
+        """The names that stand for ``user`` in an allowed list: their own and their roles',
+        none for a name that is not a configured user (:meth:`matches` is true exactly when
+        one of them is listed). Listing what a user may decide looks these up."""
+        if user not in self.users:
+            return []
+        return [user, *sorted(self.users[user])]
+
     def check_user(self, user: str, what: str) -> None:
         """Refuse a name that is not a configured user (whatever ``what`` needs)."""
         if user in self.users:
@@ -110,9 +121,10 @@ class Directory:
         if user in self.role_names:
             why = f"{user!r} is a role, and roles do not act: name the user who holds it"
         elif self.users:
-            why = "not a configured user"
+            why = "not a configured user" + (f"; users are {self.origin}" if self.origin else "")
         else:
-            why = "no users are configured: list them under [users] in cadenza.toml"
+            where = f"{self.origin}; " if self.origin else ""
+            why = f"no users are configured: {where}list them under [users] in cadenza.toml"
         raise ApprovalDenied(f"{user} may not {what}: unknown user {user!r} ({why})")
 
     def check(self, user: str, allowed: Iterable[str], what: str) -> None:

@@ -83,6 +83,8 @@ def test_only_configured_users_with_an_allowed_name_or_role_are_accepted(
                 people.authorize(actor, allowed, "cancel")
     if actor not in users and any(actor in roles for roles in users.values()):
         assert not people.matches(actor, [actor]), "a role's name is no one"
+    # the names listing what a user may decide looks up: one of them listed is a match
+    assert bool(set(people.names(actor)) & set(allowed)) is expected
 
 
 @settings(max_examples=200, deadline=None)

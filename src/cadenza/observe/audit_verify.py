@@ -12,12 +12,16 @@ Beyond the chain, the parts of a run that live outside it are checked against it
 - the run row's ``status`` must be the status its log ends in (the ``to`` of its last
   ``status`` event; ``INITIALIZING`` before any), and its ``workflow``, ``version`` and
   ``input`` those of its ``run_created`` event (:attr:`Reason.RECORD`);
+- its rows of pending approvals must be the requests its log leaves open
+  (:func:`cadenza.store._approvals.fold`), field by field (:attr:`Reason.RECORD`): the table
+  is a materialised view of the logs, never a record of its own;
 - the stored snapshot must be the fold of the events up to its ``seq``
   (:class:`~cadenza.runtime.progress.Progress`, the fold a run resumes with), field by field
   (:attr:`Reason.SNAPSHOT`). Values of the state are merged by the workflow's reducers, which
   only its definition knows: without them a state key written more than once is not compared
   (it is listed in :attr:`RunCheck.unchecked`), every other part of the snapshot is;
-- events or a snapshot under an id that has no run row are :attr:`Reason.ORPHANED`.
+- events, a snapshot or pending approvals under an id that has no run row are
+  :attr:`Reason.ORPHANED`.
 
 Pure functions, no I/O: :mod:`cadenza.observe.audit_store` reads the rows and calls
 :func:`check_run`.
@@ -37,7 +41,8 @@ from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.state import Reducer
 from cadenza.runtime.status import WorkflowStatus
-from cadenza.store.base import StoredEvent, StoredLog, StoredRun, StoredSnapshot
+from cadenza.store._approvals import stored_difference
+from cadenza.store.base import Snapshot, StoredEvent, StoredLog, StoredRun, StoredSnapshot
 
 __all__ = [
     "RunCheck",
@@ -91,10 +96,15 @@ def check_run(
         return RunCheck(run_id, broken)
     if not events:
         if log.run is None:
-            return RunCheck(run_id, Broken(run_id, 0, Reason.ORPHANED, "a snapshot but no run"))
+            what = "a snapshot" if log.snapshot is not None else "pending approvals"
+            return RunCheck(run_id, Broken(run_id, 0, Reason.ORPHANED, f"{what} but no run"))
         return RunCheck(run_id, Broken(run_id, 1, Reason.DELETED, "the run has no events"))
     head = (events[-1].seq, events[-1].hash)
     broken = check_record(run_id, log.run, events)
+    if broken is None:
+        differs = stored_difference(log.approvals, events)
+        if differs is not None:
+            broken = Broken(run_id, 0, Reason.RECORD, differs)
     if broken is not None or log.snapshot is None:
         return RunCheck(run_id, broken, head)
     broken, unchecked = check_snapshot(run_id, log.snapshot, events, reducers)
@@ -261,6 +271,8 @@ def check_snapshot(
             return Broken(run_id, seq, Reason.MALFORMED, f"the snapshot's {name} {value}"), ()
         stored.append(value)
     state, buffers = stored
+    if "done" in state and "loops" not in state:
+        state = _with_iterations_folded(seq, state, buffers)
     if not 1 <= seq <= len(events):
         detail = f"the snapshot is of event {seq}, the log has events 1..{len(events)}"
         return Broken(run_id, seq, Reason.SNAPSHOT, detail), ()
@@ -280,6 +292,19 @@ def check_snapshot(
             detail = f"the snapshot {'lacks' if ours is _ABSENT else 'has an extra'} {where}"
         return Broken(run_id, seq, Reason.SNAPSHOT, detail), unchecked
     return None, unchecked
+
+
+def _with_iterations_folded(
+    seq: int, state: dict[str, Any], buffers: dict[str, Any]
+) -> dict[str, Any]:
+    """A snapshot stored before finished loop iterations were folded (every iteration's
+    records in ``done``, no ``loops``), as the run resumes from it: what folding drops is
+    never read again, so it is no part of what the log must match. One that cannot be read
+    is returned as it is, for the comparison to report."""
+    try:
+        return Progress.restore({}, Snapshot(seq, state, buffers)).snapshot().state
+    except Exception:  # a forged snapshot may lack anything
+        return state
 
 
 class _LastWriteWins(Mapping[str, Reducer]):

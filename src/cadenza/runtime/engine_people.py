@@ -21,6 +21,9 @@ from cadenza.steps.approval import decided
 if TYPE_CHECKING:
     from cadenza.runtime.engine import Engine, RunResult
 
+# ``limit=None``: every pending approval (a page as large as any store could hold).
+_ALL = 2**62
+
 
 class PeopleMixin:
     """Part of :class:`Engine`: approvals and signals."""
@@ -103,35 +106,33 @@ class PeopleMixin:
         return await self.wait(run_id)
 
     async def pending_approvals(
-        self: Engine, *, for_user: str | None = None, directory: Directory | None = None
+        self: Engine,
+        *,
+        for_user: str | None = None,
+        directory: Directory | None = None,
+        limit: int | None = None,
+        after: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """Every approval waiting for a decision (for one user, by name or role)."""
-        people = directory or (self.directory() if for_user else None)
-        out = []
-        for record in await self.store.list_runs(
-            status=[WorkflowStatus.WAITING_APPROVAL], limit=100_000
-        ):
-            progress = await self._load(record, None)
-            for path, request in progress.approvals.items():
-                if decided(request) is not None:
-                    continue
-                if for_user and people and not people.matches(for_user, request["approvers"]):
-                    continue
-                out.append(
-                    {
-                        "run_id": record.run_id,
-                        "workflow": record.workflow,
-                        "step": path,
-                        "approvers": request["approvers"],
-                        "quorum": request["quorum"],
-                        "approved_by": [d["actor"] for d in request["decisions"]],
-                        "summary": request.get("summary"),
-                        "show": request.get("show"),
-                        "since": request["since"],
-                        "deadline": request.get("deadline"),
-                    }
-                )
-        return out
+        """Approvals waiting for a decision (only those ``for_user`` may decide, by name or
+        role: nothing for a name that is not a configured user), oldest first (by ``since``,
+        then run id and step). ``limit``: at most that many (``None``: all); ``after``: the
+        last one of the previous page, to list the next.
+
+        Read from the store's table of pending approvals, which the store keeps with the
+        events that open and close them, rather than by folding every waiting run's log."""
+        await self.open()
+        names: list[str] | None = None
+        if for_user:
+            names = (directory or self.directory()).names(for_user)
+            if not names:
+                return []
+        cursor = None
+        if after is not None:
+            cursor = (float(after["since"]), str(after["run_id"]), str(after["step"]))
+        page = await self.store.pending_approvals(
+            approvers=names, after=cursor, limit=_ALL if limit is None else limit
+        )
+        return [p.as_dict() for p in page]
 
     async def signal(
         self: Engine, run_id: str, name: str, payload: Any = None, *, actor: str = ""

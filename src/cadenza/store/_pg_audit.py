@@ -9,14 +9,15 @@ from typing import Any
 import psycopg
 
 from cadenza.ids import RunId
+from cadenza.store import _pg_approvals
 from cadenza.store.base import StoredEvent, StoredLog, StoredRun, StoredSnapshot
 
 RUN_IDS = "SELECT run_id FROM runs ORDER BY created_at DESC, pos DESC"
 ORPHAN_IDS = (
     "SELECT run_id FROM events UNION SELECT run_id FROM snapshots "
-    "EXCEPT SELECT run_id FROM runs ORDER BY 1"
+    "UNION SELECT run_id FROM pending_approvals EXCEPT SELECT run_id FROM runs ORDER BY 1"
 )
-# The first statement of the read's transaction: one snapshot of the database for all three
+# The first statement of the read's transaction: one snapshot of the database for all four
 # reads, so that a run being appended to meanwhile is seen whole.
 CONSISTENT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 RUN = "SELECT workflow, version, status, input::text FROM runs WHERE run_id = %s"
@@ -41,9 +42,11 @@ async def read_stored(conn: psycopg.AsyncConnection[Any], run_id: RunId) -> Stor
         run = await (await conn.execute(RUN, (run_id,))).fetchone()
         events = await (await conn.execute(EVENTS, (run_id,))).fetchall()
         snapshot = await (await conn.execute(SNAPSHOT, (run_id,))).fetchone()
+        approvals = await _pg_approvals.stored(conn, run_id)
     return StoredLog(
         run_id,
         StoredRun(*run) if run is not None else None,
         [StoredEvent(*row) for row in events],
         StoredSnapshot(*snapshot) if snapshot is not None else None,
+        approvals,
     )

@@ -73,10 +73,11 @@ class PostgresLeases:
         workflows: Collection[tuple[str, str]] | None = None,
         queues: Collection[str] | None = None,
         dead_owners: Collection[str] = (),
+        run_ids: Collection[RunId] | None = None,
     ) -> list[RunRecord]:
         if limit <= 0 or (workflows is not None and not workflows):
             return []
-        if queues is not None and not queues:
+        if (queues is not None and not queues) or (run_ids is not None and not run_ids):
             return []
         params: dict[str, Any] = {
             "owner": owner, "lease": lease_until, "now": time.time(), "limit": limit,
@@ -86,6 +87,9 @@ class PostgresLeases:
         if queues is not None:
             filters += q.CLAIM_DUE_QUEUES
             params["queues"] = list(queues)
+        if run_ids is not None:
+            filters += q.CLAIM_DUE_RUNS
+            params["runs"] = list(run_ids)
         if workflows is not None:
             filters += q.CLAIM_DUE_WORKFLOWS
             pairs = list(workflows)

@@ -78,6 +78,7 @@ CLAIM_DUE = (
     f"FROM due WHERE runs.run_id = due.run_id RETURNING {RETURNING_RUN}"
 )
 CLAIM_DUE_QUEUES = "AND queue = ANY(%(queues)s) "
+CLAIM_DUE_RUNS = "AND run_id = ANY(%(runs)s) "
 CLAIM_DUE_WORKFLOWS = (
     "AND (workflow, version) IN (SELECT * FROM unnest(%(names)s::text[], %(versions)s::text[])) "
 )
@@ -109,3 +110,87 @@ COMMAND_COLUMNS = "id, run_id, kind, data::text, actor, created_at, done_at, out
 PENDING_COMMANDS = f"SELECT {COMMAND_COLUMNS} FROM commands WHERE done_at IS NULL"
 FINISH_COMMAND = "UPDATE commands SET done_at = %s, outcome = %s WHERE id = %s AND done_at IS NULL"
 GET_COMMAND = f"SELECT {COMMAND_COLUMNS} FROM commands WHERE id = %s"
+
+# -- pending approvals (cadenza.store._pg_approvals) -------------------------------------------
+
+APPROVAL_OPEN = (
+    "INSERT INTO pending_approvals (run_id, path, approvers, quorum, approved_by, summary, show, "
+    "since, deadline) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (run_id, path) DO UPDATE SET approvers = excluded.approvers, "
+    "quorum = excluded.quorum, approved_by = excluded.approved_by, summary = excluded.summary, "
+    "show = excluded.show, since = excluded.since, deadline = excluded.deadline"
+)
+APPROVERS_ADD = (
+    "INSERT INTO approval_approvers (approver, since, run_id, path) "
+    "SELECT unnest(%s::text[]), %s, %s, %s"
+)
+APPROVERS_DROP = "DELETE FROM approval_approvers WHERE run_id = %s AND path = %s"
+# A request closes with its rows of approvers (one statement: nothing to read back first).
+_CLOSED = (
+    "DELETE FROM approval_approvers a USING done "
+    "WHERE a.run_id = done.run_id AND a.path = done.path"
+)
+# An approval that completes the quorum closes the request; any other is added to it.
+APPROVAL_COMPLETE = (
+    "WITH done AS (DELETE FROM pending_approvals WHERE run_id = %s AND path = %s "
+    f"AND cardinality(approved_by) + 1 >= quorum RETURNING run_id, path) {_CLOSED}"
+)
+APPROVAL_ADD = (
+    "UPDATE pending_approvals SET approved_by = approved_by || %s::text "
+    "WHERE run_id = %s AND path = %s"
+)
+APPROVAL_CLOSE = (
+    "WITH done AS (DELETE FROM pending_approvals WHERE run_id = %s AND path = %s "
+    f"RETURNING run_id, path) {_CLOSED}"
+)
+APPROVAL_ESCALATE = (
+    "UPDATE pending_approvals SET approvers = %s, deadline = %s WHERE run_id = %s AND path = %s"
+)
+APPROVERS_ESCALATED = (
+    "INSERT INTO approval_approvers (approver, since, run_id, path) "
+    "SELECT n, p.since, p.run_id, p.path FROM pending_approvals p, unnest(%s::text[]) AS n "
+    "WHERE p.run_id = %s AND p.path = %s"
+)
+# Runs that finished: none of their requests waits any more.
+APPROVALS_FINISH = (
+    "WITH done AS (DELETE FROM pending_approvals WHERE run_id = ANY(%s) "
+    f"RETURNING run_id, path) {_CLOSED}"
+)
+
+# Listing, a page at a time in the order of the index that drives it, each row with whether
+# its run waits for a decision (and the run's workflow), looked up by the run's key. The check
+# is not a condition of the query: the planner cannot tell how many rows it would keep, and
+# would rather read every match and sort it than walk the index and stop at the page's end;
+# the caller drops the rows of runs that do not wait and reads on. The key is compared in the
+# collation of runs.run_id (the tables of approvals use "C"), or its index could not serve it.
+_RUN_OF = 'FROM runs WHERE run_id = (p.run_id COLLATE "default")'
+_APPROVAL_COLUMNS = (
+    f"p.run_id, (SELECT workflow {_RUN_OF}), p.path, p.approvers, p.quorum, p.approved_by, "
+    f"p.summary, p.show::text, p.since, p.deadline, "
+    f"(SELECT status {_RUN_OF}) = 'WAITING_APPROVAL'"
+)
+# Oldest first after a cursor (since, run_id, path): the index on (since, run_id, path).
+APPROVALS_PAGE = (
+    f"SELECT {_APPROVAL_COLUMNS} FROM pending_approvals p "
+    "WHERE (p.since, p.run_id, p.path) > (%(since)s, %(run)s, %(path)s) "
+    "ORDER BY p.since, p.run_id, p.path LIMIT %(limit)s"
+)
+# The same for the requests that name one approver: a range of approval_approvers' key.
+APPROVALS_PAGE_FOR = (
+    f"SELECT {_APPROVAL_COLUMNS} FROM (SELECT since, run_id, path FROM approval_approvers "
+    "WHERE approver = %(name)s AND (since, run_id, path) > (%(since)s, %(run)s, %(path)s) "
+    "ORDER BY since, run_id, path LIMIT %(limit)s) a "
+    "JOIN pending_approvals p ON p.run_id = a.run_id AND p.path = a.path "
+    "ORDER BY a.since, a.run_id, a.path"
+)
+APPROVALS_UNFINISHED = f"SELECT run_id FROM runs WHERE status NOT IN {TERMINAL}"
+# After filling the new tables: statistics for the planner before autovacuum gathers them.
+APPROVALS_ANALYZE = "ANALYZE pending_approvals, approval_approvers"
+APPROVALS_STORED = (
+    "SELECT path, approvers, quorum, approved_by, summary, show::text, since, deadline "
+    "FROM pending_approvals WHERE run_id = %s ORDER BY path"
+)
+APPROVALS_EVENTS = (
+    "SELECT seq, type, path, scope, attempt, data::text, ts, prev_hash, hash FROM events "
+    "WHERE run_id = %s AND type = ANY(%s) ORDER BY seq"
+)

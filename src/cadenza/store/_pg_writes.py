@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -29,6 +29,8 @@ from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS
 from cadenza.runtime.events import Event
+from cadenza.store import _pg_approvals
+from cadenza.store._approvals import Change
 from cadenza.store._pg_sql import (
     INSERT_EVENT,
     INSERT_RUN,
@@ -55,9 +57,13 @@ Connect = Callable[[str], AbstractAsyncContextManager[psycopg.AsyncConnection[An
 
 class Append:
     """One queued append: its events (numbered by the caller), status change, pre-encoded
-    snapshot row and lease epoch; ``future`` is ``None`` for held (``durable=False``) ones."""
+    snapshot row, lease epoch and what its events change in pending approvals; ``future`` is
+    ``None`` for held (``durable=False``) ones."""
 
-    __slots__ = ("epoch", "error", "events", "finished", "future", "run_id", "snapshot", "status")
+    __slots__ = (
+        "approvals", "epoch", "error", "events", "finished", "future", "run_id", "snapshot",
+        "status",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -68,6 +74,7 @@ class Append:
         finished: bool,
         snapshot: tuple[Any, ...] | None,
         epoch: int | None,
+        approvals: Sequence[Change] = (),
     ) -> None:
         self.run_id = run_id
         self.events = events
@@ -76,22 +83,30 @@ class Append:
         self.finished = finished
         self.snapshot = snapshot
         self.epoch = epoch
+        self.approvals = approvals
         self.future: asyncio.Future[None] | None = None
 
 
 class Create:
-    """One queued new run: its row (``run_row``), its first events as rows, and whether it
-    waits for a worker (then the batch notifies the store's channel)."""
+    """One queued new run: its row (``run_row``), its first events as rows, whether it
+    waits for a worker (then the batch notifies the store's channel), and what its events
+    change in pending approvals (a re-drive or fork copies open requests)."""
 
-    __slots__ = ("events", "future", "queued", "row", "run_id")
+    __slots__ = ("approvals", "events", "future", "queued", "row", "run_id")
 
     def __init__(
-        self, run_id: RunId, row: tuple[Any, ...], events: list[tuple[Any, ...]], queued: bool
+        self,
+        run_id: RunId,
+        row: tuple[Any, ...],
+        events: list[tuple[Any, ...]],
+        queued: bool,
+        approvals: Sequence[Change] = (),
     ) -> None:
         self.run_id = run_id
         self.row = row
         self.events = events
         self.queued = queued
+        self.approvals = approvals
         self.future: asyncio.Future[None] | None = None
 
 
@@ -207,9 +222,16 @@ async def _commit(
     creates = [w for w in batch if isinstance(w, Create)]
     writes = [w for w in batch if isinstance(w, Append)]
     async with conn.pipeline(), conn.transaction():
+        # what the stored events change in pending approvals, in their order
+        approvals: list[tuple[RunId, Sequence[Change]]] = []
         if creates:
             await _create(conn, creates, channel, errors)
+            approvals = [
+                (c.run_id, c.approvals) for c in creates if c.approvals and id(c) not in errors
+            ]
         if not writes:
+            if approvals:
+                await _pg_approvals.apply(conn, approvals)
             return errors
         run_ids = sorted({w.run_id for w in writes})
         locked_cur = await conn.execute(LOCK_RUNS, (run_ids,))
@@ -247,6 +269,8 @@ async def _commit(
                     change[1] = write.error
             if write.snapshot is not None:
                 snapshots[run_id] = write.snapshot
+            if write.approvals:
+                approvals.append((run_id, write.approvals))
         cur = conn.cursor()
         if rows:
             await cur.executemany(INSERT_EVENT, rows)
@@ -265,6 +289,8 @@ async def _commit(
             )
         if snapshots:
             await cur.executemany(UPSERT_SNAPSHOT, list(snapshots.values()))
+        if approvals:  # in the transaction that stores the events that say so
+            await _pg_approvals.apply(conn, approvals)
     return errors
 
 

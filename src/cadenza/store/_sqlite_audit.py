@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 
 from cadenza.ids import RunId
+from cadenza.store import _sqlite_approvals
 from cadenza.store.base import StoredEvent, StoredLog, StoredRun, StoredSnapshot
 
 # Only text ids: a NULL or BLOB id cannot be asked for again, and what it hides shows as a
@@ -19,6 +20,7 @@ _RUN_IDS = (
 _ORPHAN_IDS = (
     "SELECT run_id FROM events WHERE typeof(run_id) = 'text' "
     "UNION SELECT run_id FROM snapshots WHERE typeof(run_id) = 'text' "
+    "UNION SELECT run_id FROM pending_approvals WHERE typeof(run_id) = 'text' "
     "EXCEPT SELECT run_id FROM runs ORDER BY 1"
 )
 _RUN = "SELECT workflow, version, status, input FROM runs WHERE run_id = ?"
@@ -46,8 +48,8 @@ def stored_run_ids(conn: sqlite3.Connection) -> list[RunId]:
 
 
 def read_stored(conn: sqlite3.Connection, run_id: RunId) -> StoredLog:
-    """The run's row, events and snapshot in one read transaction (WAL: a consistent view
-    even while another process appends)."""
+    """The run's row, events, snapshot and pending approvals in one read transaction (WAL:
+    a consistent view even while another process appends)."""
     with _raw_text(conn):
         began = not conn.in_transaction
         if began:
@@ -56,6 +58,7 @@ def read_stored(conn: sqlite3.Connection, run_id: RunId) -> StoredLog:
             run = conn.execute(_RUN, (run_id,)).fetchone()
             events = conn.execute(_EVENTS, (run_id,)).fetchall()
             snapshot = conn.execute(_SNAPSHOT, (run_id,)).fetchone()
+            approvals = _sqlite_approvals.stored(conn, run_id)
         finally:
             if began:
                 conn.execute("COMMIT")
@@ -64,6 +67,7 @@ def read_stored(conn: sqlite3.Connection, run_id: RunId) -> StoredLog:
         StoredRun(*run) if run is not None else None,
         [StoredEvent(*row) for row in events],
         StoredSnapshot(*snapshot) if snapshot is not None else None,
+        approvals,
     )
 
 

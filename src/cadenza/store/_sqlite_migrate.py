@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 
 from cadenza.errors import StoreError
+from cadenza.store import _sqlite_approvals
 from cadenza.store.migrate import load_migrations
+
+#: Work in Python that a migration needs after its SQL, in its transaction: filling a new
+#: table from the logs (the fold is Python). Each runs once, right after its migration.
+_AFTER: dict[int, Callable[[sqlite3.Connection], object]] = {
+    5: _sqlite_approvals.backfill,
+}
 
 _SCHEMA_VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -55,7 +63,8 @@ def migrate_sqlite(conn: sqlite3.Connection) -> int:
     """Bring the schema up to date; returns the schema version.
 
     Pending migrations are applied in one ``BEGIN IMMEDIATE`` transaction that first re-reads the
-    version, so two processes opening a new file at once apply each migration exactly once."""
+    version, so two processes opening a new file at once apply each migration exactly once
+    (with the Python step some need after their SQL, see ``_AFTER``)."""
     migrations = load_migrations("sqlite")
     latest = migrations[-1].version
     current = _schema_version(conn)
@@ -73,6 +82,9 @@ def migrate_sqlite(conn: sqlite3.Connection) -> int:
         for migration in migrations[current:]:
             for statement in split_sql_script(migration.sql):
                 conn.execute(statement)
+            after = _AFTER.get(migration.version)
+            if after is not None:
+                after(conn)
             conn.execute(
                 "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, time.time()),

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 from cadenza.errors import ConflictError, RunNotFound, StoreError
 from cadenza.ids import RunId
+from cadenza.store import _sqlite_approvals
+from cadenza.store._approvals import Change
 from cadenza.store._rows import RUN_COLUMNS
 from cadenza.store.base import LeaseLost
 
@@ -84,13 +87,20 @@ class _Write(ABC):
 
 
 class _CreateRun(_Write):
-    __slots__ = ("events", "row")
+    __slots__ = ("approvals", "events", "row")
     logged = True
 
-    def __init__(self, run_id: RunId, row: tuple[Any, ...], events: list[tuple[Any, ...]]):
+    def __init__(
+        self,
+        run_id: RunId,
+        row: tuple[Any, ...],
+        events: list[tuple[Any, ...]],
+        approvals: Sequence[Change] = (),
+    ):
         super().__init__(run_id)
         self.row = row
         self.events = events
+        self.approvals = approvals  # what the first events change in pending approvals
 
     def apply(self, cur: sqlite3.Cursor) -> None:
         try:
@@ -100,11 +110,14 @@ class _CreateRun(_Write):
                 raise ConflictError(f"run {self.run_id!r} already exists") from exc
             raise
         _insert_events(cur, self.run_id, self.events)
+        if self.approvals:
+            _sqlite_approvals.apply(cur, self.run_id, self.approvals)
 
 
 class _Append(_Write):
     __slots__ = (
-        "epoch", "events", "finished", "snapshot", "status", "status_error", "updated_at"
+        "approvals", "epoch", "events", "finished", "snapshot", "status", "status_error",
+        "updated_at",
     )  # fmt: skip
     logged = True
 
@@ -118,6 +131,7 @@ class _Append(_Write):
         snapshot: tuple[Any, ...] | None,
         finished: bool,
         epoch: int | None = None,
+        approvals: Sequence[Change] = (),
     ) -> None:
         # the hot path: fields set here rather than through super().__init__
         self.run_id = run_id
@@ -131,6 +145,7 @@ class _Append(_Write):
         self.snapshot = snapshot
         self.finished = finished
         self.epoch = epoch
+        self.approvals = approvals
 
     def apply(self, cur: sqlite3.Cursor) -> None:
         epoch = self.epoch
@@ -149,6 +164,8 @@ class _Append(_Write):
             )
         if self.snapshot is not None:
             cur.execute(_UPSERT_SNAPSHOT, self.snapshot)
+        if self.approvals:  # in the transaction (and savepoint) of the events that say so
+            _sqlite_approvals.apply(cur, self.run_id, self.approvals)
 
 
 def _check_epoch(cur: sqlite3.Cursor, run_id: RunId, epoch: int) -> None:

@@ -12,6 +12,11 @@ from cadenza.errors import ConflictError
 from cadenza.ids import RunId
 from cadenza.runtime.events import Event
 from cadenza.runtime.status import WorkflowStatus
+from cadenza.store.stored import StoredApproval as StoredApproval
+from cadenza.store.stored import StoredEvent as StoredEvent
+from cadenza.store.stored import StoredLog
+from cadenza.store.stored import StoredRun as StoredRun
+from cadenza.store.stored import StoredSnapshot as StoredSnapshot
 
 if TYPE_CHECKING:
     from cadenza.resilience.breaker import BreakerBackend
@@ -108,61 +113,41 @@ class Command:
 
 
 @dataclass(slots=True, frozen=True)
-class StoredEvent:
-    """An event row exactly as the database returned it, nothing decoded: the audit
-    verifier's input (see :meth:`Store.read_stored`).
-
-    Normally ``seq`` and ``attempt`` are ``int``, ``ts`` a ``float``, ``data`` the JSON text
-    and the rest ``str``; the fields are typed ``object`` because a damaged row may hold
-    anything (``None``, bytes, text where a number belongs), and the verifier must report that
-    rather than fail on it."""
-
-    seq: object
-    type: object
-    path: object
-    scope: object
-    attempt: object
-    data: object
-    ts: object
-    prev_hash: object
-    hash: object
-
-
-@dataclass(slots=True, frozen=True)
-class StoredRun:
-    """The columns of a run's row that its log determines, as stored (``input`` as JSON
-    text): the verifier checks them against the log."""
-
-    workflow: object
-    version: object
-    status: object
-    input: object
-
-
-@dataclass(slots=True, frozen=True)
-class StoredSnapshot:
-    """A run's snapshot row as stored (``state`` and ``buffers`` as JSON text)."""
-
-    seq: object
-    state: object
-    buffers: object
-
-
-@dataclass(slots=True, frozen=True)
-class StoredLog:
-    """Everything a store holds under one run id, as stored and read in one consistent view:
-    the run's row (``None`` when there is none), its event rows in ``seq`` order, and its
-    snapshot (``None`` when there is none)."""
+class PendingApproval:
+    """An approval request waiting for a decision, as :meth:`Store.pending_approvals` lists
+    it: the request (``approvers`` and ``deadline`` as escalated, if it was), the approvals
+    given so far, and the run's workflow."""
 
     run_id: RunId
-    run: StoredRun | None
-    events: list[StoredEvent]
-    snapshot: StoredSnapshot | None
+    workflow: str
+    step: str
+    approvers: tuple[str, ...]
+    quorum: int
+    approved_by: tuple[str, ...]
+    summary: str | None
+    show: Any
+    since: float
+    deadline: float | None
 
     @property
-    def empty(self) -> bool:
-        """Nothing is stored under this id."""
-        return self.run is None and not self.events and self.snapshot is None
+    def cursor(self) -> tuple[float, str, str]:
+        """Its place in the listing order; ``after=`` this gives the next page."""
+        return (self.since, self.run_id, self.step)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The listing's JSON shape (what ``cadenza approvals list --json`` prints)."""
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "step": self.step,
+            "approvers": list(self.approvers),
+            "quorum": self.quorum,
+            "approved_by": list(self.approved_by),
+            "summary": self.summary,
+            "show": self.show,
+            "since": self.since,
+            "deadline": self.deadline,
+        }
 
 
 @runtime_checkable
@@ -194,6 +179,10 @@ class Store(Protocol):
       ``send_command`` raise :class:`RunNotFound` for an unknown run.
     - ``stored_run_ids`` and ``read_stored`` decode nothing and raise nothing for what the
       rows hold: they are how ``cadenza audit verify`` sees a database someone may have edited.
+    - Pending approvals are a materialised view of the logs
+      (:mod:`cadenza.store._approvals`): the events that open, decide, escalate and close
+      requests and a run's terminal ``status`` event change it in the transaction that
+      stores them, ``create_run`` included (a re-drive or fork copies open requests).
     """
 
     async def open(self) -> None: ...
@@ -224,9 +213,29 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[RunRecord]: ...
 
+    async def resolve_run_id(self, prefix: str) -> RunId:
+        """The run whose id is ``prefix`` or, failing that, the only one whose id starts with
+        it (:func:`cadenza.store.run_ids.pick_run_id`): :class:`RunNotFound` for none,
+        ``AmbiguousRunId`` (listing some) for several."""
+        ...
+
     async def read_events(self, run_id: RunId, *, after_seq: int = 0) -> list[Event]: ...
 
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None: ...
+
+    async def pending_approvals(
+        self,
+        *,
+        approvers: Collection[str] | None = None,
+        after: tuple[float, str, str] | None = None,
+        limit: int = 100,
+    ) -> list[PendingApproval]:
+        """Up to ``limit`` approval requests waiting for a decision, of runs that are
+        ``WAITING_APPROVAL``, oldest first: by ``since``, then run id and step (code-point
+        order), so that ``after`` (the :attr:`~PendingApproval.cursor` of the last one listed)
+        gives the next page. ``approvers``: only requests naming one of these (a user's name
+        and roles)."""
+        ...
 
     # -- the audit verifier's view ------------------------------------------------------------
 
@@ -261,11 +270,13 @@ class Store(Protocol):
         workflows: Collection[tuple[str, str]] | None = None,
         queues: Collection[str] | None = None,
         dead_owners: Collection[str] = (),
+        run_ids: Collection[RunId] | None = None,
     ) -> list[RunRecord]:
         """Claim up to ``limit`` due runs in a :data:`CLAIMABLE` status whose lease has expired
         (or that are unowned, or owned by one of ``dead_owners``), oldest due first, of the
-        given ``(workflow, version)`` pairs and ``queues`` (``None``: any). No run is handed to
-        two concurrent claimers. Returns the claimed records, with their new epochs."""
+        given ``(workflow, version)`` pairs, ``queues`` and ``run_ids`` (``None``: any). No run
+        is handed to two concurrent claimers. Returns the claimed records, with their new
+        epochs. (``run_ids`` is how an engine wakes the runs it suspended itself.)"""
         ...
 
     async def renew(

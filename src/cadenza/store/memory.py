@@ -15,19 +15,23 @@ from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS, encode_stored, link
 from cadenza.runtime.events import Event
 from cadenza.runtime.status import WorkflowStatus
+from cadenza.store import _approvals
 from cadenza.store._rows import command_json
 from cadenza.store.base import (
     CLAIMABLE,
     DUE_NOW,
     Command,
     LeaseLost,
+    PendingApproval,
     RunRecord,
     Snapshot,
+    StoredApproval,
     StoredEvent,
     StoredLog,
     StoredRun,
     StoredSnapshot,
 )
+from cadenza.store.run_ids import CANDIDATES, check_prefix, pick_run_id
 
 
 class MemoryStore:
@@ -41,6 +45,8 @@ class MemoryStore:
         self._chained: dict[RunId, list[Event]] = {}
         self._snapshots: dict[RunId, tuple[int, bytes]] = {}
         self._commands: dict[int, Command] = {}
+        # run -> path -> open request (only runs that have one)
+        self._approvals: dict[RunId, dict[str, _approvals.Request]] = {}
 
     async def open(self) -> None:
         return None
@@ -56,6 +62,7 @@ class MemoryStore:
         self._runs[run.run_id] = run
         self._events[run.run_id] = stored
         self._chained[run.run_id] = []
+        self._approve(run.run_id, stored)
 
     async def append(
         self,
@@ -81,6 +88,7 @@ class MemoryStore:
             # Stored as JSON, like the durable stores: what cannot be stored fails here too.
             body = pydantic_core.to_json([snapshot.state, snapshot.buffers])
         log.extend(encoded)
+        self._approve(run_id, encoded)
         if status is not None or error is not None:
             self._runs[run_id] = run.evolve(
                 status=status or run.status,
@@ -113,6 +121,14 @@ class MemoryStore:
         runs.sort(key=lambda r: r.created_at, reverse=True)
         return runs[:limit]
 
+    async def resolve_run_id(self, prefix: str) -> RunId:
+        check_prefix(prefix)
+        if prefix in self._runs:
+            return RunId(prefix)
+        return pick_run_id(
+            prefix, sorted(r for r in self._runs if r.startswith(prefix))[:CANDIDATES]
+        )
+
     async def read_events(self, run_id: RunId, *, after_seq: int = 0) -> list[Event]:
         log = self._events.get(run_id)
         if log is None:
@@ -131,6 +147,47 @@ class MemoryStore:
             return None
         state, buffers = pydantic_core.from_json(stored[1])
         return Snapshot(seq=stored[0], state=state, buffers=buffers)
+
+    async def pending_approvals(
+        self,
+        *,
+        approvers: Collection[str] | None = None,
+        after: tuple[float, str, str] | None = None,
+        limit: int = 100,
+    ) -> list[PendingApproval]:
+        names = None if approvers is None else set(approvers)
+        start = None if after is None else tuple(after)
+        found: list[PendingApproval] = []
+        for run_id, table in self._approvals.items():
+            run = self._runs[run_id]
+            if run.status is not WorkflowStatus.WAITING_APPROVAL:
+                continue
+            for path, request in table.items():
+                if names is not None and names.isdisjoint(request.approvers):
+                    continue
+                if start is not None and (request.since, run_id, path) <= start:
+                    continue
+                pending = _approvals.listed(run_id, run.workflow, path, request)
+                # a copy of what it shows, as a durable store decodes one per read
+                show = pydantic_core.from_json(pydantic_core.to_json(request.show))
+                found.append(replace(pending, show=show))
+        found.sort(key=lambda p: p.cursor)
+        return found[: max(limit, 0)]
+
+    def _approve(self, run_id: RunId, stored: Sequence[tuple[Event, bytes]]) -> None:
+        """Keep the run's pending approvals with the events just stored, read as stored
+        (their data decoded from its JSON), as a durable store would."""
+        watched = [
+            replace(e, data=pydantic_core.from_json(blob))
+            for e, blob in stored
+            if e.type in _approvals.WATCHED
+        ]
+        if not watched:
+            return
+        table = self._approvals.setdefault(run_id, {})
+        _approvals.apply(table, _approvals.changes(watched))
+        if not table:
+            del self._approvals[run_id]
 
     # -- the audit verifier's view ------------------------------------------------------------
 
@@ -164,7 +221,14 @@ class MemoryStore:
                 pydantic_core.to_json(state).decode(),
                 pydantic_core.to_json(buffers).decode(),
             )
-        return StoredLog(run_id, row, events, snapshot)
+        approvals = [
+            StoredApproval(
+                path, list(r.approvers), r.quorum, list(r.approved_by), r.summary,
+                pydantic_core.to_json(r.show).decode(), r.since, r.deadline,
+            )
+            for path, r in sorted(self._approvals.get(run_id, {}).items())
+        ]  # fmt: skip
+        return StoredLog(run_id, row, events, snapshot, approvals)
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -191,13 +255,19 @@ class MemoryStore:
         workflows: Collection[tuple[str, str]] | None = None,
         queues: Collection[str] | None = None,
         dead_owners: Collection[str] = (),
+        run_ids: Collection[RunId] | None = None,
     ) -> list[RunRecord]:
         now = time.time()
         wanted = None if workflows is None else set(workflows)
+        candidates = (
+            self._runs.values()
+            if run_ids is None
+            else [self._runs[i] for i in dict.fromkeys(run_ids) if i in self._runs]
+        )
         due = sorted(
             (
                 r
-                for r in self._runs.values()
+                for r in candidates
                 if r.wake_at is not None
                 and r.wake_at <= now
                 and r.status in CLAIMABLE

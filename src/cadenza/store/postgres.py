@@ -34,7 +34,7 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -48,8 +48,9 @@ from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS
 from cadenza.runtime.events import Event
 from cadenza.runtime.status import TERMINAL, WorkflowStatus
-from cadenza.store import _pg_audit
+from cadenza.store import _pg_approvals, _pg_audit
 from cadenza.store import _pg_sql as q
+from cadenza.store._approvals import changes
 from cadenza.store._pg_leases import PostgresLeases
 from cadenza.store._pg_resilience import PostgresBreakerBackend, PostgresBulkheads
 from cadenza.store._pg_writes import Append, Create, GroupCommit
@@ -57,14 +58,21 @@ from cadenza.store._rows import dumps as _dumps
 from cadenza.store._rows import event_rows as _event_rows
 from cadenza.store._rows import events_from_rows, run_filter, run_row
 from cadenza.store._rows import run_from_row as _run_from_row
-from cadenza.store.base import RunRecord, Snapshot, StoredLog
+from cadenza.store.base import PendingApproval, RunRecord, Snapshot, StoredLog
 from cadenza.store.migrate import load_migrations
+from cadenza.store.run_ids import CANDIDATES, check_prefix, pick_run_id
 
 __all__ = ["DEFAULT_DSN", "ENV_DSN", "PostgresStore", "migrate_postgres"]
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: Environment variables read (in this order) when no ``dsn`` is given.
 ENV_DSN = ("CADENZA_PG", "CADENZA_STORE")
+
+#: Work in Python that a migration needs after its SQL, in its transaction: filling a new
+#: table from the logs (the fold is Python). Each runs once, right after its migration.
+_AFTER: dict[int, Callable[[psycopg.AsyncConnection[Any]], Awaitable[object]]] = {
+    5: _pg_approvals.backfill,
+}
 
 # The first key of the migration lock (pg_advisory_xact_lock(int, int)); the second is the
 # schema name's hash.
@@ -133,6 +141,9 @@ async def migrate_postgres(conn: psycopg.AsyncConnection[Any], schema: str | Non
             )
         for migration in migrations[current:]:
             await conn.execute(migration.sql.encode())  # several statements, no parameters
+            after = _AFTER.get(migration.version)
+            if after is not None:
+                await after(conn)
             await conn.execute(
                 "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
                 (migration.version, migration.name, time.time()),
@@ -282,7 +293,7 @@ class PostgresStore(PostgresLeases):
         except ValueError as exc:
             raise StoreError(f"run {run_id!r}: input cannot be stored as JSON: {exc}") from exc
         queued = run.owner is None and run.wake_at is not None  # wake a worker
-        create = Create(run_id, run_row(run, input_json), rows, queued)
+        create = Create(run_id, run_row(run, input_json), rows, queued, changes(events))
         future = self._writer.submit(create, durable=True)
         assert future is not None
         await future
@@ -317,6 +328,7 @@ class PostgresStore(PostgresLeases):
             status in TERMINAL,
             snapshot_row,
             epoch,
+            changes(events),
         )
         future = self._writer.submit(write, durable=durable)
         if future is not None:
@@ -349,6 +361,17 @@ class PostgresStore(PostgresLeases):
             rows = await (await conn.execute(query, params)).fetchall()
         return [_run_from_row(row) for row in rows]
 
+    async def resolve_run_id(self, prefix: str) -> RunId:
+        check_prefix(prefix)
+        # starts_with, not a range: the column's collation need not order text by code point.
+        query = (
+            "SELECT run_id FROM runs WHERE starts_with(run_id, %s) "
+            'ORDER BY run_id COLLATE "C" LIMIT %s'
+        )
+        async with self._conn("looking up a run id") as conn:
+            rows = await (await conn.execute(query, (prefix, CANDIDATES))).fetchall()
+        return pick_run_id(prefix, [row[0] for row in rows])
+
     async def read_events(self, run_id: RunId, *, after_seq: int = 0) -> list[Event]:
         async with self._conn(f"reading the events of run {run_id!r}") as conn:
             rows = await (await conn.execute(q.READ_EVENTS, (run_id, after_seq))).fetchall()
@@ -365,6 +388,16 @@ class PostgresStore(PostgresLeases):
                 return None
         seq, state, buffers = row
         return Snapshot(seq=seq, state=from_json(state), buffers=from_json(buffers))
+
+    async def pending_approvals(
+        self,
+        *,
+        approvers: Collection[str] | None = None,
+        after: tuple[float, str, str] | None = None,
+        limit: int = 100,
+    ) -> list[PendingApproval]:
+        async with self._conn("listing pending approvals") as conn:
+            return await _pg_approvals.pending(conn, approvers, after, limit)
 
     async def stored_run_ids(self) -> list[RunId]:
         async with self._conn("listing the stored run ids") as conn:

@@ -37,6 +37,8 @@ from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS
 from cadenza.runtime.events import Event
 from cadenza.runtime.status import TERMINAL, WorkflowStatus
+from cadenza.store import _sqlite_approvals
+from cadenza.store._approvals import changes
 from cadenza.store._rows import dumps as _dumps
 from cadenza.store._rows import event_rows as _event_rows
 from cadenza.store._rows import events_from_rows, run_filter, run_row
@@ -58,7 +60,8 @@ from cadenza.store._sqlite_writes import (
     _CreateRun,
     _Write,
 )
-from cadenza.store.base import RunRecord, Snapshot, StoredLog
+from cadenza.store.base import PendingApproval, RunRecord, Snapshot, StoredLog
+from cadenza.store.run_ids import CANDIDATES, check_prefix, pick_run_id, prefix_upper_bound
 
 __all__ = ["SQLiteStore", "migrate_sqlite", "split_sql_script"]
 
@@ -70,6 +73,11 @@ ENV_PATH = "CADENZA_DB"
 # How many runs' last seq numbers (and hashes) to remember before starting afresh (each miss
 # costs a SELECT).
 _LAST_SEQ_CACHE_LIMIT = 100_000
+
+# A range over the primary key's index (see prefix_upper_bound).
+_IDS_WITH_PREFIX = (
+    "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT ?"
+)
 
 
 class SQLiteStore(SQLiteLeases):
@@ -179,7 +187,7 @@ class SQLiteStore(SQLiteLeases):
             raise StoreError(f"run {run_id!r}: input cannot be stored as JSON: {exc}") from exc
         row = run_row(run, input_json)
         self._last[run_id] = (len(rows), head)
-        await self._submit(_CreateRun(run_id, row, rows))
+        await self._submit(_CreateRun(run_id, row, rows, changes(events)))
 
     async def append(
         self,
@@ -225,6 +233,7 @@ class SQLiteStore(SQLiteLeases):
             snapshot_row,
             status in TERMINAL,
             epoch,
+            changes(events),
         )
         if not durable:
             self._queue.append(write)  # written with the next batch, or by close()
@@ -340,6 +349,12 @@ class SQLiteStore(SQLiteLeases):
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where}ORDER BY created_at DESC, rowid DESC LIMIT ?"
         return [_run_from_row(row) for row in cur.execute(sql, params).fetchall()]
 
+    async def resolve_run_id(self, prefix: str) -> RunId:
+        check_prefix(prefix)
+        bounds = (prefix, prefix_upper_bound(prefix), CANDIDATES)
+        rows = self._require_open().execute(_IDS_WITH_PREFIX, bounds).fetchall()
+        return pick_run_id(prefix, [row[0] for row in rows])
+
     async def read_events(self, run_id: RunId, *, after_seq: int = 0) -> list[Event]:
         cur = self._require_open()
         rows = cur.execute(_READ_EVENTS, (run_id, after_seq)).fetchall()
@@ -356,6 +371,15 @@ class SQLiteStore(SQLiteLeases):
             return None
         seq, state, buffers = row
         return Snapshot(seq=seq, state=from_json(state), buffers=from_json(buffers))
+
+    async def pending_approvals(
+        self,
+        *,
+        approvers: Collection[str] | None = None,
+        after: tuple[float, str, str] | None = None,
+        limit: int = 100,
+    ) -> list[PendingApproval]:
+        return _sqlite_approvals.pending(self._require_open(), approvers, after, limit)
 
     async def stored_run_ids(self) -> list[RunId]:
         self._require_open()

@@ -44,6 +44,13 @@ class _AsyncCursorView:
     async def fetchone(self) -> Any:
         return self._cur.fetchone()
 
+    async def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+    async def execute(self, query: Any, params: Any = None) -> _AsyncCursorView:
+        self._cur.execute(query, params)
+        return self
+
 
 class _SyncAsAsync:
     """Just enough of an ``AsyncConnection`` over a sync connection to run the migration."""
@@ -60,6 +67,9 @@ class _SyncAsAsync:
         cur = self._conn.cursor(row_factory=tuple_row)
         cur.execute(query, params, prepare=False)  # scripts cannot be prepared
         return _AsyncCursorView(cur)
+
+    def cursor(self) -> _AsyncCursorView:
+        return _AsyncCursorView(self._conn.cursor(row_factory=tuple_row))
 
 
 class _TupleRows:
