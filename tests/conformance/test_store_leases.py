@@ -148,6 +148,23 @@ async def test_claim_due_respects_limit_queues_and_workflows(store: Store) -> No
     assert [r.run_id for r in await store.claim_due("w", lease_until=soon(), limit=9)] == ["c"]
 
 
+async def test_claim_due_of_given_runs_takes_only_those_that_are_due(store: Store) -> None:
+    await queued(store, "mine", ago=2)
+    await queued(store, "also_mine", ago=1)
+    await queued(store, "not_mine", ago=3)
+    await start(store, "mine_later", wake_at=time.time() + 60)
+    await queued(store, "mine_held", ago=4)
+    assert await store.claim(RunId("mine_held"), "w0", lease_until=soon())
+    wanted = [RunId(i) for i in ("also_mine", "mine", "mine_later", "mine_held", "unknown")]
+    claimed = await store.claim_due("w1", lease_until=soon(), limit=9, run_ids=wanted)
+    assert [r.run_id for r in claimed] == ["mine", "also_mine"]
+    assert all(r.owner == "w1" for r in claimed)
+    assert await store.claim_due("w1", lease_until=soon(), limit=9, run_ids=[]) == []
+    assert [r.run_id for r in await store.claim_due("w2", lease_until=soon(), limit=9)] == [
+        "not_mine"
+    ]
+
+
 async def test_expired_and_dead_owners_runs_are_due_again(store: Store) -> None:
     await queued(store, "expired")
     await queued(store, "dead")

@@ -5,7 +5,6 @@ run again."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -57,8 +56,7 @@ async def _compensate(run: RunExecution, path: str) -> bool:
     attempt = run.progress.attempts.get(cpath, 0)
     retry_at = run.progress.retry_at.get(cpath)
     while True:
-        if retry_at is not None and retry_at > time.time():
-            await asyncio.sleep(retry_at - time.time())
+        await run.sleeps.until(retry_at)
         attempt += 1
         ctx = context(run, run.top, cpath, step.name, attempt)
         try:

@@ -29,6 +29,7 @@ from cadenza.observe.notify import drain as drain_notifications
 from cadenza.resilience.breaker import BreakerConfig, Breakers
 from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
+from cadenza.runtime.alarms import Alarms
 from cadenza.runtime.commands import CommandsMixin
 from cadenza.runtime.engine_control import ControlMixin
 from cadenza.runtime.engine_drive import DriveMixin, RunResult
@@ -38,10 +39,11 @@ from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.ownership import LEASE_SECONDS, new_owner
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.run import RunExecution
+from cadenza.runtime.sleeps import SHORT_SLEEP
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.steps.webhook import aclose_clients
 from cadenza.store.base import DEFAULT_QUEUE, Hints, RunRecord, SharesResilience, Store
-from cadenza.store.memory import MemoryStore
+from cadenza.store.url import open_store
 
 _log = structlog.get_logger("cadenza.engine")
 
@@ -58,15 +60,20 @@ class ResumeReport:
 class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
     """Runs workflows durably over ``store``.
 
-    ``store`` is a :class:`Store`, a SQLite file path, a ``postgresql://`` URL, ``"memory"``,
-    or ``None`` for the embedded default (``$CADENZA_DB`` or ``./cadenza.db``). Use it as an
+    ``store`` is a :class:`Store`, a SQLite file path or ``sqlite:///path`` URL, a
+    ``postgresql://`` URL, ``"memory"``, or ``None`` for the embedded default (``$CADENZA_DB``
+    or ``./cadenza.db``); another URL scheme is refused (:func:`open_store`). Use it as an
     async context manager; closing it stops the runs still in flight, which stay resumable.
     ``retry`` is the policy of steps that set none (and whose workflow sets no
     ``max_retries``). ``breakers`` configures the circuit breakers steps name (others get
     :class:`BreakerConfig` defaults); they are shared by every run of the engine, and by every
     engine of a store that shares them (PostgreSQL), as are bulkheads. ``lease_seconds`` is
     how long a claim on a run lasts without renewal (renewed every third of it): how long a
-    dead worker's runs wait before another takes them over."""
+    dead worker's runs wait before another takes them over. A run whose only work left is
+    sleeping (a timer or a retry backoff of at least ``short_sleep`` seconds) is suspended:
+    it holds no task and no lease, its wake-up time is in the store, and this engine wakes it
+    when due while it is open (a worker's engine leaves that to the worker, which wakes it or
+    any other due run); shorter sleeps are slept in memory."""
 
     def __init__(
         self,
@@ -78,13 +85,17 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
         breakers: Mapping[str, BreakerConfig] | None = None,
         directory: Directory | None = None,
         lease_seconds: float = LEASE_SECONDS,
+        short_sleep: float = SHORT_SLEEP,
     ) -> None:
         if not lease_seconds > 0:
             raise CadenzaError(f"lease_seconds must be > 0, got {lease_seconds!r}")
+        if not short_sleep >= 0:
+            raise CadenzaError(f"short_sleep must be >= 0, got {short_sleep!r}")
         self.store: Store = _make_store(store)
         self.observers = tuple(observers)
         self.retry = retry
         self.lease_seconds = float(lease_seconds)
+        self.short_sleep = float(short_sleep)
         if isinstance(self.store, SharesResilience):
             self.bulkheads: BulkheadRegistry = self.store.bulkheads()
             self.breakers = Breakers(
@@ -107,7 +118,12 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
         self._lost: set[RunId] = set()  # runs whose lease another worker took
         self._dead_checked = float("-inf")  # when dead local owners were last looked for
         self._heartbeat: asyncio.Task[None] | None = None
+        self._parked: dict[RunId, float] = {}  # runs being suspended: when they are due
+        self._alarms = Alarms(self._ring)  # runs suspended here, until they are due
+        #: Whether this engine wakes the runs it suspended (a worker claims them instead).
+        self._wakes_own_runs = True
         self._opened = False
+        self._closing = False
         #: Whether to listen for the store's hints (where it sends them); off: poll only.
         self.use_hints = True
         self._init_commands()
@@ -123,14 +139,17 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
         if not self._opened:
             await self.store.open()
             self._opened = True
+            self._closing = False
 
     async def close(self) -> None:
+        self._closing = True
         await self._stop_background()
         tasks = list(self._active.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self._alarms.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
         await aclose_clients()
         await drain_notifications()
@@ -264,10 +283,20 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
         return await self.wait(await self.start(workflow, input, **kw))
 
     async def wait(self, run_id: str) -> RunResult:
-        task = self._active.get(RunId(run_id))
-        if task is not None:
-            return await asyncio.shield(task)
-        return await self.result(run_id)
+        """Wait until a run executing here finishes or stops (for a decision, a signal, or
+        paused); a run it suspended while sleeping is followed through its sleep. A run not
+        executing here: as the store has it."""
+        rid = RunId(run_id)
+        while True:
+            task = self._active.get(rid)
+            if task is not None:
+                result = await asyncio.shield(task)
+                if rid not in self._alarms:
+                    return result
+            elif rid in self._alarms:
+                await self._alarms.woken(rid)
+            else:
+                return await self.result(rid)
 
     async def result(self, run_id: str) -> RunResult:
         """The run as the store has it: status, error and the state folded from its log."""
@@ -297,7 +326,8 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
 
     async def resume_all(self) -> ResumeReport:
         """Resume every unfinished run that no live engine holds and that has work to do now
-        (queued runs, runs whose engine died, approvals whose time is up); wait for them all.
+        (queued runs, runs whose engine died, approvals whose time is up) or that sleeps on a
+        timer or backoff (it is woken when due); wait for them all.
         Runs that cannot be resumed (unknown or changed definition) are reported, not
         raised."""
         report = ResumeReport()
@@ -308,6 +338,7 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
             started += taken
             if not taken:
                 break
+        started += await self._adopt_sleepers(set(started))
         results = await asyncio.gather(*(self.wait(rid) for rid in started), return_exceptions=True)
         for run_id, result in zip(started, results, strict=True):
             if isinstance(result, CadenzaError):
@@ -318,6 +349,22 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
             else:
                 report.results.append(result)
         return report
+
+    async def _adopt_sleepers(self, taken: set[RunId]) -> list[RunId]:
+        """Set alarms for the suspended runs that no live engine holds and that sleep until
+        a later time; returns them."""
+        now = time.time()
+        dead = set(await self._dead_owners())
+        adopted: list[RunId] = []
+        for record in await self.store.list_runs(status=[WorkflowStatus.RUNNING], limit=1_000_000):
+            rid = record.run_id
+            if rid in taken or rid in self._active or record.wake_at is None:
+                continue
+            held = record.owner is not None and (record.lease_until or 0) > now
+            if record.wake_at > now and (not held or record.owner in dead):
+                self._alarms.set(rid, record.wake_at)
+                adopted.append(rid)
+        return adopted
 
     async def pick_up(
         self,
@@ -344,6 +391,11 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
     def in_flight(self) -> int:
         """How many runs this engine is executing now."""
         return len(self._active)
+
+    @property
+    def sleeping(self) -> int:
+        """How many runs this engine suspended until a time that has not come yet."""
+        return len(self._alarms)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -396,13 +448,5 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
 
 def _make_store(store: Store | str | os.PathLike[str] | None) -> Store:
     if store is None or isinstance(store, str | os.PathLike):
-        if store == "memory":
-            return MemoryStore()
-        if isinstance(store, str) and store.startswith(("postgres://", "postgresql://")):
-            from cadenza.store.postgres import PostgresStore
-
-            return PostgresStore(store)
-        from cadenza.store.sqlite import SQLiteStore
-
-        return SQLiteStore(store)
+        return open_store(store)
     return store

@@ -1,6 +1,6 @@
 """How an engine drives one run: a fenced execution of its graph to the end (or until it
-waits for something from outside), the final status, rollback when a step failed, and the
-release of its lease with the time it next needs a worker."""
+waits for something from outside, or has nothing to do but sleep), the final status, rollback
+when a step failed, and the release of its lease with the time it next needs a worker."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from cadenza.runtime.compensation import needs_rollback, roll_back
 from cadenza.runtime.ownership import FencedStore, next_wake
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.run import RunExecution
+from cadenza.runtime.sleeps import Sleeps
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import LeaseLost
 
@@ -62,6 +63,7 @@ class DriveMixin:
             default_retry=self.retry,
             bulkheads=self.bulkheads,
             breakers=self.breakers,
+            sleeps=Sleeps(self.short_sleep, lambda due: self._suspend(run_id, due)),
         )
 
     def _start_execution(self: Engine, execution: RunExecution, deadline: float | None) -> None:
@@ -80,15 +82,35 @@ class DriveMixin:
         self._start_background()
 
     async def _drive(self: Engine, run: RunExecution, deadline: float | None) -> RunResult:
+        run_id = run.run_id
         try:
             status, error = await self._drive_to_end(run, deadline)
         except LeaseLost as exc:
-            _log.warning("lease_lost", run_id=run.run_id, error=str(exc))
+            _log.warning("lease_lost", run_id=run_id, error=str(exc))
             progress = run.progress
-            return RunResult(run.run_id, run.ir.name, progress.status, progress.state, str(exc))
-        wake = next_wake(run.progress, suspended_at=self._quiet.get(run.run_id))
-        await self._release(run.run_id, wake_at=wake)
-        return RunResult(run.run_id, run.ir.name, status, run.progress.state, error)
+            return RunResult(run_id, run.ir.name, progress.status, progress.state, str(exc))
+        due = self._parked.pop(run_id, None)
+        if due is not None:  # asleep: due when its sleep ends (or its deadline passes)
+            wake = due if deadline is None else min(due, deadline)
+            await self._release(run_id, wake_at=wake)
+            _log.debug("run_suspended", run_id=run_id, until=wake)
+            if not self._closing:
+                self._alarms.set(run_id, wake)
+        else:
+            wake = next_wake(run.progress, suspended_at=self._quiet.pop(run_id, None))
+            await self._release(run_id, wake_at=wake)
+        return RunResult(run_id, run.ir.name, status, run.progress.state, error)
+
+    def _suspend(self: Engine, run_id: RunId, due: float) -> None:
+        """Stop executing a run that has nothing to do but sleep until ``due`` (called by its
+        :class:`Sleeps`): its task ends, releasing it with that wake-up time."""
+        task = self._active.get(run_id)
+        if task is None or self._closing or run_id in self._lost:
+            return
+        if run_id in self._cancel_reasons:
+            return  # being cancelled: that ends it
+        self._parked[run_id] = due
+        task.cancel()
 
     async def _drive_to_end(
         self: Engine, run: RunExecution, deadline: float | None
@@ -96,10 +118,15 @@ class DriveMixin:
         try:
             return await self._execute(run, deadline)
         except asyncio.CancelledError:
+            due = self._parked.pop(run.run_id, None)
             if run.run_id in self._lost:
                 raise LeaseLost(run.run_id, self._epochs.get(run.run_id, 0), None) from None
             reason = self._cancel_reasons.pop(run.run_id, None)
             if reason is None:
+                if due is not None and not self._closing:
+                    _uncancel()
+                    self._parked[run.run_id] = due
+                    return run.progress.status, None  # suspended: see _drive
                 await self._release(run.run_id)  # the engine is closing: the run stays due
                 raise
             await run.set_status(WorkflowStatus.CANCELLED, reason=reason)
@@ -155,3 +182,11 @@ class DriveMixin:
             reason = f"{reason} (rolled back: {outcome.summary()})"
         await run.set_status(WorkflowStatus.FAILED, reason=reason)
         return WorkflowStatus.FAILED, reason
+
+
+def _uncancel() -> None:
+    """Take back the cancellation this task was sent to stop it (it ends normally instead),
+    so that timeouts later in the task still work."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()

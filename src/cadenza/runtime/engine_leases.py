@@ -1,6 +1,7 @@
-"""How an engine holds runs: claiming one (to resume or control it) or every due one (a
-worker's poll), renewing the leases while it executes them, noticing a lease another worker
-took, and releasing each run with the time it next needs a worker."""
+"""How an engine holds runs: claiming one (to resume or control it), every due one (a
+worker's poll) or the ones it suspended whose time has come (its alarms), renewing the leases
+while it executes them, noticing a lease another worker took, and releasing each run with the
+time it next needs a worker."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from cadenza.errors import CadenzaError, StoreError
+from cadenza.errors import CadenzaError, RunNotFound, StoreError
 from cadenza.ids import RunId
+from cadenza.runtime.alarms import RETRY_AFTER
 from cadenza.runtime.ownership import approval_due, next_wake, owner_is_dead
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import DUE_NOW, Command, Hint, Hints, RunRecord
@@ -99,8 +101,10 @@ class LeasesMixin:
         limit: int,
         workflows: Sequence[tuple[str, str]] | None,
         queues: Sequence[str] | None,
+        run_ids: Sequence[RunId] | None = None,
     ) -> tuple[dict[RunId, str], list[RunId]]:
-        """Claim due runs and start them; returns the problems and the runs started."""
+        """Claim due runs (of ``run_ids`` only, if given) and start them; returns the problems
+        and the runs started."""
         await self.open()
         claimed = await self.store.claim_due(
             self.owner,
@@ -109,6 +113,7 @@ class LeasesMixin:
             workflows=workflows,
             queues=queues,
             dead_owners=await self._dead_owners(),
+            run_ids=run_ids,
         )
         problems: dict[RunId, str] = {}
         if not claimed:
@@ -126,6 +131,40 @@ class LeasesMixin:
             elif isinstance(outcome, str):
                 problems[record.run_id] = outcome
         return problems, started
+
+    async def _ring(self: Engine, due: list[RunId]) -> None:
+        """Wake runs this engine suspended whose time has come (its alarms ring): claim and
+        continue them here. A worker's engine only tells its worker, which claims every due
+        run itself (so it looks at once, not at its next poll). A run that could not be
+        claimed is followed: looked at again when it may be due, until it is woken here or
+        something else moves it on."""
+        if not self._wakes_own_runs:
+            self._wake_workers()
+            return
+        asleep = [run_id for run_id in due if run_id not in self._active]
+        problems, started = await self._pick_up(
+            limit=len(asleep), workflows=None, queues=None, run_ids=asleep
+        )
+        done = set(started).union(problems)
+        for run_id in asleep:
+            if run_id not in done:
+                await self._follow_asleep(run_id)
+
+    async def _follow_asleep(self: Engine, run_id: RunId) -> None:
+        """Set the next alarm of a suspended run that could not be claimed when it rang
+        (another engine holds it, or it is due later than this engine knew), if it may still
+        need waking: not if it ended, or only an outside event can move it on."""
+        try:
+            record = await self.store.get_run(run_id)
+        except RunNotFound:
+            return
+        if record.status.terminal or record.wake_at is None:
+            return
+        now = time.time()
+        if record.owner not in (None, self.owner) and (record.lease_until or 0) > now:
+            self._alarms.set(run_id, record.lease_until or now)  # held: look when it may end
+        else:
+            self._alarms.set(run_id, max(record.wake_at, now + RETRY_AFTER))
 
     async def _dead_owners(self: Engine) -> list[str]:
         """Owners of held runs that are processes of this host that died (their runs need

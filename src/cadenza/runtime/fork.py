@@ -26,13 +26,24 @@ _DROPPED = frozenset(
 )
 
 
+#: At most this many completed steps are named when a cut point is not found (a long loop
+#: completes tens of thousands of step instances).
+_LISTED = 20
+#: What a fork may be cut after: a step instance's completion, or a loop iteration's decision.
+_CUT_POINTS = frozenset({EventType.STEP_COMPLETED, EventType.LOOP_ITERATION})
+
+
 def cut_after_step(events: Sequence[Event], step: str) -> int:
-    """The sequence number of ``step``'s recorded completion."""
+    """The sequence number of ``step``'s recorded completion. A step instance inside a loop
+    iteration (``lp#3/charge``) is one; so is an iteration (``lp#3``): the cut is then after
+    its decision, and the new run goes on with the next iteration (or after the loop)."""
     for event in events:
-        if event.type is EventType.STEP_COMPLETED and event.path == step:
+        if event.path == step and event.type in _CUT_POINTS:
             return event.seq
     done = [e.path for e in events if e.type is EventType.STEP_COMPLETED]
-    listed = ", ".join(done) if done else "none"
+    listed = ", ".join(done[:_LISTED]) if done else "none"
+    if len(done) > _LISTED:
+        listed += f", ... ({len(done)} in all)"
     raise CadenzaError(f"step {step!r} has no recorded completion in this run; completed: {listed}")
 
 

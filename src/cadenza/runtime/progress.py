@@ -1,6 +1,15 @@
 """The fold of a run's log: its state, the updates parallel branches hold until they join,
 and what has already happened (so a resumed run skips it). Live runs and resumed runs use
-the same fold, which is what makes resuming exact."""
+the same fold, which is what makes resuming exact.
+
+A finished loop iteration is folded away: what was recorded inside it (``lp#3/...``: step
+results, attempts, timers, fan-outs, approvals, inner loops) is dropped and the loop keeps
+only a cursor, its latest finished iteration. Nothing runs in a finished iteration again, so
+none of it is needed to resume, and a run's progress (and each snapshot of it) stays the size
+of its live state however many iterations it made. Two things survive an iteration because
+later steps need them: the steps that declared a compensation (a rollback undoes them) and,
+by their absence, the signals the iteration consumed (they are removed from ``signals`` so
+that no later wait takes them again)."""
 
 from __future__ import annotations
 
@@ -11,6 +20,7 @@ from typing import Any
 import pydantic_core
 
 from cadenza.runtime.events import Event, EventType
+from cadenza.runtime.iterations import Inside, iteration_record
 from cadenza.runtime.state import Reducer, apply_update
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import Snapshot
@@ -40,9 +50,13 @@ class Progress:
     compensations: dict[str, bool] = field(default_factory=dict)  # path -> undone (or failed)
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> request
     signals: list[dict[str, Any]] = field(default_factory=list)  # in arrival order
+    # loop path -> its latest finished iteration: {"iteration": n, "exit": bool}
+    loops: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: WorkflowStatus = WorkflowStatus.INITIALIZING
     reason: str | None = None  # of the latest status change
     seq: int = 0
+    # which recorded paths lie inside each open iteration (derived: rebuilt on restore)
+    inside: Inside = field(default_factory=Inside, repr=False, compare=False)
 
     def apply(self, event: Event) -> list[dict[str, Any]]:
         """Fold one event; return the updates it applied to its scope (in order)."""
@@ -58,23 +72,31 @@ class Progress:
                 applied.extend(self.buffers.pop(key, ()))
             for u in applied:
                 self._apply(event.scope, u)
-            self.done[event.path] = {k: v for k, v in data.items() if k in _REPLAYED}
+            path = event.path
+            self.done[path] = {k: v for k, v in data.items() if k in _REPLAYED}
             if data.get("compensable"):
-                self.compensable.append(event.path)
+                self.compensable.append(path)
+            self.loops.pop(path, None)  # a finished loop needs no cursor
+            self.inside.track(path)
         elif kind is EventType.LOOP_ITERATION:
-            self.done[event.path] = dict(event.data)
+            self._finish_iteration(event.path, event.data)
         elif kind is EventType.STEP_SKIPPED and event.data.get("guard"):
             self.done[event.path] = {}  # a guard that did not hold: decided, not to be re-run
+            self.inside.track(event.path)
         elif kind is EventType.STEP_FAILED or kind is EventType.COMPENSATION_FAILED:
             self.attempts[event.path] = event.attempt
             if kind is EventType.COMPENSATION_FAILED and not event.data.get("retry"):
                 self.compensations[event.path.removesuffix(COMPENSATE)] = False
             if "retry_at" in event.data:
                 self.retry_at[event.path] = float(event.data["retry_at"])
+            if kind is EventType.STEP_FAILED:
+                self.inside.track(event.path)
         elif kind is EventType.TIMER_SET:
             self.timers[event.path] = float(event.data["fire_at"])
+            self.inside.track(event.path)
         elif kind is EventType.FANNED_OUT:
             self.fanout[event.path] = list(event.data["items"])
+            self.inside.track(event.path)
         elif kind is EventType.STATUS:
             self.status = WorkflowStatus(event.data["to"])
             self.reason = event.data.get("reason")
@@ -85,6 +107,7 @@ class Progress:
                 self._apply("", event.data["update"])
         elif kind is EventType.APPROVAL_REQUESTED:
             self.approvals[event.path] = {**event.data, "decisions": [], "since": event.ts}
+            self.inside.track(event.path)
         elif kind is EventType.APPROVAL_DECISION:
             self.approvals[event.path]["decisions"].append(dict(event.data))
         elif kind is EventType.APPROVAL_ESCALATED:
@@ -112,6 +135,53 @@ class Progress:
         else:
             apply_update(self.state, update, self.reducers)
 
+    # -- loop iterations -------------------------------------------------------------------
+
+    def _finish_iteration(self, ipath: str, data: Mapping[str, Any]) -> None:
+        """Iteration ``ipath`` (``"lp#3"``) finished: move the loop's cursor to it and forget
+        what was recorded inside it (see the module docstring for what survives)."""
+        loop, _, number = ipath.rpartition("#")
+        if loop not in self.done:  # (a snapshot taken before folding may hold a finished loop)
+            self.loops[loop] = {
+                "iteration": int(data.get("iteration", number)),
+                "exit": bool(data.get("exit")),
+            }
+            self.inside.track(loop)
+        self.done.pop(ipath, None)  # an iteration record of a snapshot taken before folding
+        consumed: set[int] = set()
+        for path in self.inside.pop(ipath):
+            record = self.done.pop(path, None)
+            if record is not None and "signal_seq" in record:
+                consumed.add(record["signal_seq"])
+            self.attempts.pop(path, None)
+            self.retry_at.pop(path, None)
+            self.timers.pop(path, None)
+            self.fanout.pop(path, None)
+            self.approvals.pop(path, None)
+            self.loops.pop(path, None)
+        if consumed:
+            self.signals = [s for s in self.signals if s["seq"] not in consumed]
+
+    def _reindex(self) -> None:
+        """Rebuild the derived index of what lies inside open iterations (after a restore),
+        and fold the iterations a snapshot taken before folding existed still holds."""
+        for table in (
+            self.done,
+            self.attempts,
+            self.retry_at,
+            self.timers,
+            self.fanout,
+            self.approvals,
+            self.loops,
+        ):
+            for path in table:
+                self.inside.track(path)
+        # In completion order (a dict keeps it), as the live fold met them: an inner loop's
+        # iterations before the outer iteration that holds them.
+        for path, record in list(self.done.items()):
+            if path in self.done and iteration_record(path, record):
+                self._finish_iteration(path, record)
+
     # -- snapshots -------------------------------------------------------------------------
 
     def snapshot(self, *, final: bool = False) -> Snapshot:
@@ -137,6 +207,7 @@ class Progress:
             "compensations": self.compensations,
             "approvals": self.approvals,
             "signals": self.signals,
+            "loops": self.loops,
             "status": str(self.status),
             "reason": self.reason,
         }
@@ -145,10 +216,13 @@ class Progress:
 
     @classmethod
     def restore(cls, reducers: Mapping[str, Reducer], snapshot: Snapshot | None) -> Progress:
+        """The progress a snapshot holds. A snapshot stored before iterations were folded
+        (no ``loops``; every iteration's records in ``done``) is folded here, so a run started
+        by an older version resumes exactly as if this version had run it."""
         if snapshot is None:
             return cls(reducers=reducers)
         body = snapshot.state
-        return cls(
+        progress = cls(
             reducers=reducers,
             state=dict(body["values"]),
             buffers={k: list(v) for k, v in snapshot.buffers.items()},
@@ -161,7 +235,10 @@ class Progress:
             compensations=dict(body.get("compensations", {})),
             approvals=dict(body.get("approvals", {})),
             signals=list(body.get("signals", [])),
+            loops=dict(body.get("loops", {})),
             status=WorkflowStatus(body["status"]),
             reason=body.get("reason"),
             seq=snapshot.seq,
         )
+        progress._reindex()
+        return progress

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
@@ -19,12 +20,18 @@ from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.scheduler import GraphDriver
 from cadenza.runtime.scope import Scope
+from cadenza.runtime.sleeps import Sleeps
 from cadenza.runtime.state import apply_update
 from cadenza.runtime.status import WorkflowStatus, check_transition
 from cadenza.store.base import Store
 
 #: A snapshot of the folded progress is stored with every this-many events.
 SNAPSHOT_EVERY = 200
+
+#: The step instance (run, path) whose completion is stored with the next commit of its run
+#: instead of on its own: set while the last step of a loop body executes, whose loop commits
+#: the iteration's decision right after it (see :mod:`cadenza.steps.loop`).
+_DEFERRED: ContextVar[tuple[RunId, str] | None] = ContextVar("cadenza_deferred", default=None)
 
 
 class RunExecution:
@@ -40,6 +47,7 @@ class RunExecution:
         default_retry: RetryPolicy = NO_RETRY,
         bulkheads: BulkheadRegistry | None = None,
         breakers: Breakers | None = None,
+        sleeps: Sleeps | None = None,
     ) -> None:
         self.run_id = run_id
         self.ir = ir
@@ -55,6 +63,8 @@ class RunExecution:
         if retries is not None:
             default_retry = replace(default_retry, max_attempts=retries + 1)
         self.default_retry = default_retry
+        #: Durable sleeps (timers, backoffs) go through this: see :mod:`cadenza.runtime.sleeps`.
+        self.sleeps = sleeps or Sleeps()
         self.top = Scope(key="", state=progress.state)
         self._notes: list[Event] = []
         self._hold: asyncio.Event | None = None  # set while paused: steps wait before starting
@@ -84,15 +94,27 @@ class RunExecution:
         its updates to ``scope`` and tell observers. Returns once the store has committed.
 
         The event is numbered and handed to the store without an ``await`` in between, so
-        concurrent steps of one run append in sequence order."""
+        concurrent steps of one run append in sequence order.
+
+        The completion of a loop body's last step is the exception: it is folded and applied
+        at once but stored with the run's next commit, which its loop makes right after it
+        (the iteration's decision), so that an iteration costs one append."""
         event = self._event(type, path, scope.key if scope else "", attempt, data)
-        batch: Sequence[Event] = (event,)
-        if self._notes:
-            batch, self._notes = (*self._notes, event), []
         applied = self.progress.apply(event)
         if scope is not None and scope.key:
             for update in applied:
                 apply_update(scope.state, update, self.reducers)
+        if (
+            type is EventType.STEP_COMPLETED
+            and status is None
+            and not snapshot
+            and _DEFERRED.get() == (self.run_id, path)
+        ):
+            self._notes.append(event)
+            return
+        batch: Sequence[Event] = (event,)
+        if self._notes:
+            batch, self._notes = (*self._notes, event), []
         self._since_snapshot += len(batch)
         taken = None
         if snapshot or self._since_snapshot >= SNAPSHOT_EVERY:
@@ -169,8 +191,13 @@ class RunExecution:
 
     # -- graphs ----------------------------------------------------------------------------
 
-    async def run_graph(self, graph: Graph, scope: Scope, prefix: str) -> None:
-        """Drive ``graph`` in ``scope``; steps already recorded as done are not run again."""
+    async def run_graph(
+        self, graph: Graph, scope: Scope, prefix: str, *, defer: str | None = None
+    ) -> None:
+        """Drive ``graph`` in ``scope``; steps already recorded as done are not run again.
+
+        ``defer`` names the step whose completion the caller stores with its own next commit
+        (a loop body's last step: see :meth:`commit`)."""
         from cadenza.steps import EXECUTORS
 
         done = self.progress.done
@@ -184,14 +211,21 @@ class RunExecution:
             while self._hold is not None:
                 await self._hold.wait()
             step = graph.steps[name]
-            return await EXECUTORS[step.kind](self, step, scope, path)
+            if name != defer:
+                return await self.sleeps.step(EXECUTORS[step.kind](self, step, scope, path))
+            token = _DEFERRED.set((self.run_id, path))
+            try:
+                return await self.sleeps.step(EXECUTORS[step.kind](self, step, scope, path))
+            finally:
+                _DEFERRED.reset(token)
 
         def on_skip(name: str) -> None:
             path = prefix + name
             if path not in done:
                 self.note(EventType.STEP_SKIPPED, path, scope=scope, data={"reason": "no route"})
 
-        if len(graph.steps) == 1:  # a lone step (most branches): no scheduling to do
-            await run_step(graph.entry[0])
-            return
-        await GraphDriver(graph, run_step, on_skip).run()
+        with self.sleeps.children():
+            if len(graph.steps) == 1:  # a lone step (most branches): no scheduling to do
+                await run_step(graph.entry[0])
+            else:
+                await GraphDriver(graph, run_step, on_skip).run()

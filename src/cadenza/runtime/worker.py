@@ -103,6 +103,7 @@ class Worker:
         engine = self.engine
         await engine.open()
         engine.use_hints = self.listen
+        engine._wakes_own_runs = False  # this loop claims due runs, the suspended ones too
         engine.on_wake(self._wake.set)
         _log.info(
             "worker_started",

@@ -58,7 +58,7 @@ async def run_attempts(
     or ``step_completed``."""
     retry = step.policy.retry or run.default_retry
     number = run.progress.attempts.get(path, 0)
-    await _sleep_until(run.progress.retry_at.get(path))
+    await run.sleeps.until(run.progress.retry_at.get(path))
     while True:
         number += 1
         run.announce(EventType.STEP_STARTED, path, scope=scope, attempt=number)
@@ -71,7 +71,7 @@ async def run_attempts(
                 describe(exc, data)
             await run.commit(EventType.STEP_FAILED, path, scope=scope, attempt=number, data=data)
             if data["retry"]:
-                await _sleep_until(data["retry_at"])
+                await run.sleeps.until(data["retry_at"])
                 continue
             raise StepFailed(path, data["error"], error_type=data["error_type"]) from exc
         done: dict[str, Any] = {"started_at": started, **extra}
@@ -153,10 +153,3 @@ async def _guard_holds(run: RunExecution, step: Step, scope: Scope, path: str) -
             EventType.STEP_SKIPPED, path, scope=scope, data={"reason": reason, "guard": True}
         )
     return holds
-
-
-async def _sleep_until(when: float | None) -> None:
-    if when is not None:
-        delay = when - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)

@@ -2,11 +2,11 @@
 
 The fire time is in the log, so a restarted run waits only for what is left. A run waiting
 for a signal stops executing and holds nothing; ``engine.signal`` delivers the signal and
-continues it."""
+continues it. A run whose only work left is a timer (at least ``Engine(short_sleep=)``
+seconds long) is suspended too, and woken when it fires (see :mod:`cadenza.runtime.sleeps`)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +27,7 @@ async def execute_wait(run: RunExecution, step: Step, scope: Scope, path: str) -
     signal = step.options.get("signal")
     if signal is None:
         assert fire_at is not None
-        delay = fire_at - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await run.sleeps.until(fire_at)  # a long one suspends the run: it holds nothing
         await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data={"fire_at": fire_at})
         return None
     arrived = _unconsumed(run, str(signal))
