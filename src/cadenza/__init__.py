@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
         RunNotFound,
         StepFailed,
         StoreError,
+        StoreUnavailable,
         VersionMismatch,
         WorkflowTimeout,
     )
@@ -84,6 +85,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "RunNotFound": "cadenza.errors",
     "StepFailed": "cadenza.errors",
     "StoreError": "cadenza.errors",
+    "StoreUnavailable": "cadenza.errors",
     "VersionMismatch": "cadenza.errors",
     "WorkflowTimeout": "cadenza.errors",
     "START": "cadenza.graph.builder",
@@ -208,6 +210,7 @@ __all__ = [
     "RunNotFound",
     "StepFailed",
     "StoreError",
+    "StoreUnavailable",
     "VersionMismatch",
     "WorkflowTimeout",
 ]

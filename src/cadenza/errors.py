@@ -37,6 +37,11 @@ class StoreError(CadenzaError):
     """The store refused or failed an operation."""
 
 
+class StoreUnavailable(StoreError):
+    """The store could not be reached (a dropped connection, a server restarting): trying
+    again later may work. A write that failed this way may have been committed."""
+
+
 class ConflictError(StoreError):
     """Another writer appended to the run first (its sequence number is taken)."""
 

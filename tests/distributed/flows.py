@@ -118,3 +118,29 @@ signalled.task(step("last"))
 forever = Workflow("forever", state=State)
 forever.task(step("stuck", gate_name="never"))
 forever.task(step("last"))
+
+# -- outages: steps that touch only the file system (the database restarts meanwhile) ------------
+
+
+def marked(tag: str, pause: float = 0.02) -> Any:
+    """A step that records each of its executions (a line in ``$CADENZA_TEST_MARKS``, one
+    ``O_APPEND`` write) and does not touch the database itself."""
+
+    async def handler(state: State, ctx: ExecutionContext) -> State:
+        line = f"{ctx.idempotency_key} {ctx.attempt} {os.getpid()}\n".encode()
+        fd = os.open(os.environ["CADENZA_TEST_MARKS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        await asyncio.sleep(pause)
+        return {"by": {ctx.path: os.getpid()}}
+
+    handler.__name__ = handler.__qualname__ = tag
+    return handler
+
+
+OUTAGE_STEPS = tuple(f"o{i}" for i in range(6))
+outage = Workflow("outage", state=State)
+for _tag in OUTAGE_STEPS:
+    outage.task(marked(_tag))

@@ -26,6 +26,9 @@ def configure_logging(
     """Set up structlog for Cadenza: ``json=None`` picks JSON unless ``stream`` is a TTY."""
     if isinstance(level, str):
         level = logging.getLevelNamesMapping()[level.upper()]
+    # psycopg's pool warns about every broken or refused connection of an outage; the engine
+    # reports the outage once (``store_unavailable``, ``store_available_again``).
+    logging.getLogger("psycopg").setLevel(logging.ERROR if level > logging.DEBUG else level)
     target: Any = stream if stream is not None else _CurrentStderr()
     tty = target.isatty()
     if json is None:

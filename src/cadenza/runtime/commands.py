@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from cadenza.errors import CadenzaError, StoreError
+from cadenza.errors import CadenzaError, StoreError, StoreUnavailable
 from cadenza.ids import RunId
 from cadenza.runtime.engine_leases import RunHeld
 from cadenza.runtime.events import EventType
@@ -143,6 +143,9 @@ class CommandsMixin:
         """Apply the commands waiting for runs this engine is executing."""
         try:
             pending = await self.store.pending_commands(run_ids)
+        except StoreUnavailable as exc:  # looked for again at the next beat
+            self._outage.failed(exc, "looking for commands")
+            return
         except StoreError as exc:
             _log.warning("command_poll_failed", error=str(exc))
             return

@@ -36,6 +36,7 @@ from cadenza.runtime.engine_drive import DriveMixin, RunResult
 from cadenza.runtime.engine_leases import LeasesMixin
 from cadenza.runtime.engine_people import PeopleMixin
 from cadenza.runtime.events import Event, EventType
+from cadenza.runtime.outages import Outage
 from cadenza.runtime.ownership import LEASE_SECONDS, new_owner
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.run import RunExecution
@@ -120,6 +121,7 @@ class Engine(DriveMixin, PeopleMixin, ControlMixin, CommandsMixin, LeasesMixin):
         self._heartbeat: asyncio.Task[None] | None = None
         self._parked: dict[RunId, float] = {}  # runs being suspended: when they are due
         self._alarms = Alarms(self._ring)  # runs suspended here, until they are due
+        self._outage = Outage()  # whether the store is away (its calls are retried meanwhile)
         #: Whether this engine wakes the runs it suspended (a worker claims them instead).
         self._wakes_own_runs = True
         self._opened = False

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 _log = structlog.get_logger("cadenza.engine")
 
+#: Seconds before a run whose step the store refused (not an outage: that is waited out) is
+#: tried again.
+STORE_ERROR_BACKOFF = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
@@ -52,7 +56,7 @@ class DriveMixin:
 
     def _execution(self: Engine, ir: WorkflowIR, run_id: RunId, progress: Progress) -> RunExecution:
         """A run ready to execute under the lease epoch this engine holds for it."""
-        fenced: Any = FencedStore(self.store, self._epochs[run_id])
+        fenced: Any = FencedStore(self.store, self._epochs[run_id], self._outage)
         return RunExecution(
             run_id=run_id,
             ir=ir,
@@ -87,6 +91,10 @@ class DriveMixin:
             status, error = await self._drive_to_end(run, deadline)
         except LeaseLost as exc:
             _log.warning("lease_lost", run_id=run_id, error=str(exc))
+            progress = run.progress
+            return RunResult(run_id, run.ir.name, progress.status, progress.state, str(exc))
+        except StoreError as exc:  # refused (not away: that is retried); try it again later
+            await self._release(run_id, wake_at=time.time() + STORE_ERROR_BACKOFF)
             progress = run.progress
             return RunResult(run_id, run.ir.name, progress.status, progress.state, str(exc))
         due = self._parked.pop(run_id, None)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from cadenza.errors import CadenzaError, RunNotFound, StoreError
+from cadenza.errors import CadenzaError, RunNotFound, StoreError, StoreUnavailable
 from cadenza.ids import RunId
 from cadenza.runtime.alarms import RETRY_AFTER
 from cadenza.runtime.ownership import approval_due, next_wake, owner_is_dead
@@ -116,6 +116,11 @@ class LeasesMixin:
             run_ids=run_ids,
         )
         problems: dict[RunId, str] = {}
+        mine = [r for r in claimed if r.run_id in self._active]
+        if mine:  # executing here: their leases lapsed while the store was away; keep them
+            for record in mine:
+                self._keep(record)
+            claimed = [r for r in claimed if r.run_id not in self._active]
         if not claimed:
             return problems, []
         commands: dict[RunId, list[Command]] = {r.run_id: [] for r in claimed}
@@ -131,6 +136,16 @@ class LeasesMixin:
             elif isinstance(outcome, str):
                 problems[record.run_id] = outcome
         return problems, started
+
+    def _keep(self: Engine, record: RunRecord) -> None:
+        """Go on executing a run this engine just claimed again (its lease had lapsed, the
+        store being away): under the new epoch, so its next appends are not fenced off."""
+        execution = self._executions.get(record.run_id)
+        if execution is None:
+            return
+        self._epochs[record.run_id] = record.epoch
+        execution.store.epoch = record.epoch
+        _log.info("lease_reclaimed", run_id=record.run_id, epoch=record.epoch)
 
     async def _ring(self: Engine, due: list[RunId]) -> None:
         """Wake runs this engine suspended whose time has come (its alarms ring): claim and
@@ -182,7 +197,8 @@ class LeasesMixin:
         self._epochs[run_id] = record.epoch
         try:
             ir = self._resolve(record, None)
-            execution = self._execution(ir, run_id, await self._load(record, ir))
+            progress = await self._outage.retry("loading a run", lambda: self._load(record, ir))
+            execution = self._execution(ir, run_id, progress)
         except CadenzaError as exc:
             _log.warning("run_not_resumed", run_id=run_id, error=str(exc))
             await self._release(run_id, wake_at=time.time() + UNRESOLVED_BACKOFF)
@@ -198,9 +214,20 @@ class LeasesMixin:
         return True
 
     async def _release(self: Engine, run_id: RunId, *, wake_at: float | None = DUE_NOW) -> None:
+        """Hand a run back to the store with the time it next needs a worker. While the store
+        is away this is retried for as long as the lease would last (unless the engine is
+        closing); a release that never lands leaves the run to be claimed when it lapses."""
         self._epochs.pop(run_id, None)  # no longer renewed from here on
-        with contextlib.suppress(StoreError):
+
+        async def release() -> None:
             await self.store.release(run_id, self.owner, wake_at=wake_at)
+
+        with contextlib.suppress(StoreError, TimeoutError):
+            if self._closing:
+                await release()
+                return
+            async with asyncio.timeout(self.lease_seconds):
+                await self._outage.retry("releasing a run", release)
 
     def _run_finished(self: Engine, run_id: RunId) -> None:
         self._epochs.pop(run_id, None)
@@ -248,9 +275,13 @@ class LeasesMixin:
             held = await self.store.renew(
                 self.owner, leases, lease_until=time.time() + self.lease_seconds
             )
+        except StoreUnavailable as exc:  # renewed at the next beat; fencing guards meanwhile
+            self._outage.failed(exc, "renewing leases")
+            return
         except StoreError as exc:
             _log.warning("lease_renewal_failed", runs=len(leases), error=str(exc))
             return
+        self._outage.back()
         for run_id, epoch in leases.items():
             task = self._active.get(run_id)
             if run_id in held or task is None or self._epochs.get(run_id) != epoch:

@@ -15,6 +15,7 @@ from typing import Any
 
 from cadenza.ids import RunId
 from cadenza.runtime.events import Event
+from cadenza.runtime.outages import AppendGate, Outage, append_through
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.status import WorkflowStatus
 from cadenza.steps.approval import decided
@@ -70,13 +71,17 @@ def held_elsewhere(record: RunRecord, owner: str, now: float) -> bool:
 class FencedStore:
     """The store as one lease holder sees it: every append carries the holder's lease epoch,
     so that once another worker has claimed the run, nothing more of this one is stored (the
-    append raises :class:`~cadenza.store.base.LeaseLost`). Everything else is the store's."""
+    append raises :class:`~cadenza.store.base.LeaseLost`); an append the store could not take
+    because it was away is retried until it is back (:func:`append_through`). Everything else
+    is the store's."""
 
-    __slots__ = ("epoch", "store")
+    __slots__ = ("_gate", "epoch", "outage", "store")
 
-    def __init__(self, store: Store, epoch: int) -> None:
+    def __init__(self, store: Store, epoch: int, outage: Outage | None = None) -> None:
         self.store = store
         self.epoch = epoch
+        self.outage = outage or Outage()
+        self._gate = AppendGate()
 
     async def append(
         self,
@@ -89,15 +94,25 @@ class FencedStore:
         durable: bool = True,
         epoch: int | None = None,
     ) -> None:
-        await self.store.append(
-            run_id,
-            events,
-            status=status,
-            error=error,
-            snapshot=snapshot,
-            durable=durable,
-            epoch=self.epoch if epoch is None else epoch,
-        )
+        fence = self.epoch if epoch is None else epoch
+        store = self.store
+
+        async def append() -> None:
+            await store.append(
+                run_id,
+                events,
+                status=status,
+                error=error,
+                snapshot=snapshot,
+                durable=durable,
+                epoch=fence,
+            )
+
+        async def read_after(seq: int) -> list[Event]:
+            return await store.read_events(run_id, after_seq=seq)
+
+        # While the store is away, retried until it is back (see runtime.outages).
+        await append_through(self.outage, self._gate, run_id, events, append, read_after)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from cadenza.errors import StoreError
+from cadenza.errors import StoreError, StoreUnavailable
 from cadenza.graph.builder import Workflow
 from cadenza.graph.ir import WorkflowIR
 from cadenza.ids import RunId
@@ -122,9 +122,14 @@ class Worker:
                     problems, taken = await engine._pick_up(
                         limit=free, workflows=self.workflows, queues=self.queues
                     )
-                except StoreError as exc:  # the database is away: look again later
+                except StoreUnavailable as exc:  # the database is away: look again later
+                    engine._outage.failed(exc, "claiming runs")
+                    problems, taken = {}, []
+                except StoreError as exc:
                     _log.warning("claim_failed", error=str(exc))
                     problems, taken = {}, []
+                else:
+                    engine._outage.back()
                 started = len(taken)
                 self._report(problems)
             if started and started == free:

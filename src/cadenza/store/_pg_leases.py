@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -182,17 +183,20 @@ class PostgresLeases:
         the subscription is (re)established (a client should look for work then: a hint sent
         while it was down is lost), and ends when the store closes."""
         backoff = 0.1
+        warned = False  # one warning per outage, not one per try
         while not self._closing.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
             except psycopg.Error as exc:
-                log.warning("cannot listen for hints (retrying): %s", exc)
-                await _sleep_unless(self._closing, backoff)
-                backoff = min(backoff * 2, 5.0)
+                if not warned:
+                    log.warning("cannot listen for hints (retrying): %s", _one_line(exc))
+                    warned = True
+                await _sleep_unless(self._closing, random.uniform(0, backoff))
+                backoff = min(backoff * 2, 1.0)
                 continue
             try:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                backoff = 0.1
+                backoff, warned = 0.1, False
                 yield Hint("ready")
                 async for note in _notifies(conn, self._closing):
                     payload = note.payload
@@ -201,8 +205,9 @@ class PostgresLeases:
                     else:
                         yield Hint("work")
             except psycopg.Error as exc:
-                if not self._closing.is_set():
-                    log.warning("lost the hint connection (reconnecting): %s", exc)
+                if not self._closing.is_set() and not warned:
+                    log.warning("lost the hint connection (reconnecting): %s", _one_line(exc))
+                    warned = True
             finally:
                 with contextlib.suppress(psycopg.Error):
                     await conn.close()
@@ -217,6 +222,10 @@ async def _notifies(
             yield note
             if closing.is_set():
                 return
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 async def _sleep_unless(event: asyncio.Event, seconds: float) -> None:

@@ -23,9 +23,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import psycopg
-from psycopg_pool import PoolTimeout
 
-from cadenza.errors import ConflictError, RunNotFound, StoreError
+from cadenza.errors import ConflictError, RunNotFound, StoreError, StoreUnavailable
 from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS
 from cadenza.runtime.events import Event
@@ -182,7 +181,7 @@ class GroupCommit:
                 sqlstate = getattr(cause, "sqlstate", None) or ""
                 if sqlstate in _RETRY and attempt < 2:
                     continue
-                if len(live) > 1 and not _broken(cause, sqlstate):
+                if len(live) > 1 and not isinstance(exc, StoreUnavailable):
                     for write in live:  # one append per transaction: the refusal is its own
                         await self._write([write])
                     return
@@ -205,13 +204,6 @@ class GroupCommit:
                     future.set_exception(error)
                 else:
                     future.set_result(None)
-
-
-def _broken(cause: BaseException | None, sqlstate: str) -> bool:
-    """The connection failed (nothing of the batch is any append's own fault)."""
-    if isinstance(cause, PoolTimeout | psycopg.InterfaceError):
-        return True
-    return isinstance(cause, psycopg.OperationalError) and (not sqlstate or sqlstate[:2] == "08")
 
 
 async def _commit(

@@ -43,7 +43,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic_core import from_json
 
-from cadenza.errors import ConflictError, RunNotFound, StoreError
+from cadenza.errors import ConflictError, RunNotFound, StoreError, StoreUnavailable
 from cadenza.ids import RunId
 from cadenza.observe.audit import GENESIS
 from cadenza.runtime.events import Event
@@ -88,13 +88,25 @@ def _where(dsn: str) -> str:
     return f"{host}:{info.get('port') or os.environ.get('PGPORT', '5432')}"
 
 
+def _ignore_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failed check only means the server is still away
+
+
+#: The server is shutting down, crashed or starting up (a restart, a failover): try again.
+_SERVER_AWAY = frozenset({"57P01", "57P02", "57P03"})
+
+
 def _store_error(exc: BaseException, dsn: str, doing: str) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
-    if isinstance(exc, PoolTimeout) or (
-        isinstance(exc, psycopg.OperationalError) and (exc.sqlstate or "08").startswith("08")
+    if isinstance(exc, PoolTimeout | psycopg.InterfaceError) or (
+        isinstance(exc, psycopg.OperationalError)
+        and ((exc.sqlstate or "08").startswith("08") or exc.sqlstate in _SERVER_AWAY)
     ):  # no SQLSTATE or class 08: the connection failed (not a lock timeout, say)
-        message = f"cannot reach PostgreSQL at {_where(dsn)}: {exc}"
+        unreachable = StoreUnavailable(f"cannot reach PostgreSQL at {_where(dsn)}: {exc}".strip())
+        unreachable.__cause__ = exc
+        return unreachable
     elif isinstance(exc, psycopg.errors.UniqueViolation):
         message = f"{doing}: a concurrent writer got there first: {exc}"
         error: StoreError = ConflictError(message)
@@ -185,6 +197,7 @@ class PostgresStore(PostgresLeases):
         self.channel = _channel(schema or "")
         self._pool: AsyncConnectionPool[Any] | None = None
         self._writer = GroupCommit(self._conn, lambda: self.channel, lanes=writers)
+        self._checking: asyncio.Task[None] | None = None  # a check of the pool's connections
         self._closing = asyncio.Event()
         self._breakers: PostgresBreakerBackend | None = None
         self._bulkheads: PostgresBulkheads | None = None
@@ -279,7 +292,19 @@ class PostgresStore(PostgresLeases):
             async with pool.connection() as conn:
                 yield conn
         except (psycopg.Error, PoolTimeout) as exc:
-            raise _store_error(exc, self.dsn, doing) from exc
+            error = _store_error(exc, self.dsn, doing)
+            if isinstance(error, StoreUnavailable):
+                self._check_pool(pool)
+            raise error from exc
+
+    def _check_pool(self, pool: AsyncConnectionPool[Any]) -> None:
+        """After a connection failed: drop the pool's idle connections that are broken too
+        (after a server restart, all are), so that the next tries get fresh ones rather than
+        failing once on each. One check at a time."""
+        if self._checking is not None and not self._checking.done():
+            return
+        self._checking = asyncio.get_running_loop().create_task(pool.check())
+        self._checking.add_done_callback(_ignore_failure)
 
     # -- writes --------------------------------------------------------------------------------
 
