@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import cel  # noqa: E402
 from tests.graph.cel_corpus import HOSTILE, expression, state  # noqa: E402
 
-from cadenza.errors import ExpressionError  # noqa: E402
+from cadenza.core.errors import ExpressionError  # noqa: E402
 from cadenza.graph._cel_cost import COST_BUDGET_NS, MEMORY_BUDGET  # noqa: E402
 from cadenza.graph.expressions import compile_expression  # noqa: E402
 

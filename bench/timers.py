@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
 from cadenza import Engine, Workflow  # noqa: E402
-from cadenza.runtime.events import Event, EventType  # noqa: E402
+from cadenza.core.events import Event, EventType  # noqa: E402
 
 BATCH = 1000
 

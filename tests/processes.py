@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from cadenza import SQLiteStore, WorkflowStatus
-from cadenza.runtime.events import Event
+from cadenza.core.events import Event
 
 SRC = Path(__file__).parents[1] / "src"
 

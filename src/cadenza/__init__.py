@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
     )
     from cadenza.agents.scripted import ScriptedModel
     from cadenza.agents.tools import Tool, tool
-    from cadenza.errors import (
+    from cadenza.core.context import ExecutionContext
+    from cadenza.core.errors import (
         CadenzaError,
         ConflictError,
         DefinitionError,
@@ -38,6 +39,9 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
         VersionMismatch,
         WorkflowTimeout,
     )
+    from cadenza.core.events import Event, EventType
+    from cadenza.core.ids import RunId
+    from cadenza.core.status import WorkflowStatus
     from cadenza.graph.builder import START, Workflow
     from cadenza.graph.config import WorkflowConfiguration
     from cadenza.graph.expressions import Expression, compile_expression
@@ -46,15 +50,11 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
     from cadenza.graph.spec_compile import load_workflow_file as load_workflow
     from cadenza.graph.spec_load import SpecError
     from cadenza.identity import ApprovalDenied, Directory
-    from cadenza.ids import RunId
     from cadenza.observe.base import Observer
     from cadenza.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, CircuitOpen
     from cadenza.resilience.limits import Bulkhead
     from cadenza.resilience.retry import NonRetryableError, RetryPolicy
-    from cadenza.runtime.context import ExecutionContext
     from cadenza.runtime.engine import Engine, RunResult
-    from cadenza.runtime.events import Event, EventType
-    from cadenza.runtime.status import WorkflowStatus
     from cadenza.runtime.worker import Worker
     from cadenza.store.base import LeaseLost, RunRecord, Store
     from cadenza.store.memory import MemoryStore
@@ -74,20 +74,20 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "ScriptedModel": "cadenza.agents.scripted",
     "Tool": "cadenza.agents.tools",
     "tool": "cadenza.agents.tools",
-    "CadenzaError": "cadenza.errors",
-    "ConflictError": "cadenza.errors",
-    "DefinitionError": "cadenza.errors",
-    "ExpressionError": "cadenza.errors",
-    "IllegalTransition": "cadenza.errors",
-    "InputError": "cadenza.errors",
-    "LoopLimitExceeded": "cadenza.errors",
-    "RollbackRequested": "cadenza.errors",
-    "RunNotFound": "cadenza.errors",
-    "StepFailed": "cadenza.errors",
-    "StoreError": "cadenza.errors",
-    "StoreUnavailable": "cadenza.errors",
-    "VersionMismatch": "cadenza.errors",
-    "WorkflowTimeout": "cadenza.errors",
+    "CadenzaError": "cadenza.core.errors",
+    "ConflictError": "cadenza.core.errors",
+    "DefinitionError": "cadenza.core.errors",
+    "ExpressionError": "cadenza.core.errors",
+    "IllegalTransition": "cadenza.core.errors",
+    "InputError": "cadenza.core.errors",
+    "LoopLimitExceeded": "cadenza.core.errors",
+    "RollbackRequested": "cadenza.core.errors",
+    "RunNotFound": "cadenza.core.errors",
+    "StepFailed": "cadenza.core.errors",
+    "StoreError": "cadenza.core.errors",
+    "StoreUnavailable": "cadenza.core.errors",
+    "VersionMismatch": "cadenza.core.errors",
+    "WorkflowTimeout": "cadenza.core.errors",
     "START": "cadenza.graph.builder",
     "Workflow": "cadenza.graph.builder",
     "WorkflowConfiguration": "cadenza.graph.config",
@@ -104,7 +104,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "SpecError": "cadenza.graph.spec_load",
     "ApprovalDenied": "cadenza.identity",
     "Directory": "cadenza.identity",
-    "RunId": "cadenza.ids",
+    "RunId": "cadenza.core.ids",
     "Observer": "cadenza.observe.base",
     "BreakerConfig": "cadenza.resilience.breaker",
     "BreakerState": "cadenza.resilience.breaker",
@@ -113,12 +113,12 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "Bulkhead": "cadenza.resilience.limits",
     "NonRetryableError": "cadenza.resilience.retry",
     "RetryPolicy": "cadenza.resilience.retry",
-    "ExecutionContext": "cadenza.runtime.context",
+    "ExecutionContext": "cadenza.core.context",
     "Engine": "cadenza.runtime.engine",
     "RunResult": "cadenza.runtime.engine",
-    "Event": "cadenza.runtime.events",
-    "EventType": "cadenza.runtime.events",
-    "WorkflowStatus": "cadenza.runtime.status",
+    "Event": "cadenza.core.events",
+    "EventType": "cadenza.core.events",
+    "WorkflowStatus": "cadenza.core.status",
     "Worker": "cadenza.runtime.worker",
     "LeaseLost": "cadenza.store.base",
     "RunRecord": "cadenza.store.base",

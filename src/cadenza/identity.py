@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 
 
 class ApprovalDenied(CadenzaError):

@@ -14,7 +14,7 @@ import pytest
 
 from cadenza import Engine, ExecutionContext, MemoryStore, WorkflowConfiguration
 from cadenza.agents import run_usage
-from cadenza.ids import RunId
+from cadenza.core.ids import RunId
 from tests.agents.protocol_servers import openai_completion, openai_server
 from tests.processes import SRC
 

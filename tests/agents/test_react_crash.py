@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from cadenza import WorkflowStatus
-from cadenza.runtime.events import Event
+from cadenza.core.events import Event
 from tests.processes import child_env, only_run
 
 SCRIPT = Path(__file__).parent / "reactcrash.py"

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from cadenza import DefinitionError, ExecutionContext, Tool, WorkflowConfiguration, tool
 from cadenza.agents.tools import parse_docstring
-from cadenza.ids import RunId
+from cadenza.core.ids import RunId
 
 
 class Priority(StrEnum):

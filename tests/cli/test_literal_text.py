@@ -170,7 +170,7 @@ def test_a_bad_configuration_is_one_literal_line(
 
 
 def test_a_hint_with_brackets_survives(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cadenza.errors import CadenzaError
+    from cadenza.core.errors import CadenzaError
 
     def broken(*args: object, **kwargs: object) -> None:
         raise CadenzaError("the openai model needs: pip install 'cadenza[llm]'")

@@ -49,7 +49,7 @@ class PostgresHarness:
         except ImportError:
             _unreachable = "psycopg[pool] is not installed (pip install 'cadenza[postgres]')"
             pytest.skip(_unreachable)
-        from cadenza.errors import StoreError
+        from cadenza.core.errors import StoreError
 
         store = self._new()
         try:

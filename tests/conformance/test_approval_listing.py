@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cadenza import CadenzaError, Directory, Engine, Workflow, WorkflowStatus
-from cadenza.ids import RunId
+from cadenza.core.ids import RunId
 from cadenza.runtime.progress import Progress
 from cadenza.steps.approval import decided
 from cadenza.store._approvals import stored_difference

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from cadenza.ids import RunId
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.observe.audit import verify
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord, Snapshot, Store
 
 S = WorkflowStatus

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cadenza.errors import ConflictError
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.errors import ConflictError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.store._approvals import fold, stored_difference
 from cadenza.store.base import LeaseLost, PendingApproval, RunRecord, Store
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cadenza.errors import ConflictError, RunNotFound, StoreError
-from cadenza.ids import RunId
+from cadenza.core.errors import ConflictError, RunNotFound, StoreError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.observe.audit import GENESIS, chain_hash, verify
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord, Snapshot, Store
 
 if TYPE_CHECKING:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from cadenza.errors import RunNotFound, StoreError
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.errors import RunNotFound, StoreError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.store.base import DUE_NOW, LeaseLost, RunRecord, Snapshot, Store
 
 S = WorkflowStatus

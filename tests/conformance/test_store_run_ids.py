@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cadenza.errors import RunNotFound, StoreError
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
+from cadenza.core.errors import RunNotFound, StoreError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
 from cadenza.store.base import RunRecord, Store
 from cadenza.store.run_ids import CANDIDATES, AmbiguousRunId
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import time
 
-from cadenza.ids import RunId
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.observe.audit_verify import check_run
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord, Snapshot, Store, StoredLog
 
 S = WorkflowStatus

@@ -27,8 +27,8 @@ import psycopg
 import pytest
 
 from cadenza import Engine, WorkflowStatus
+from cadenza.core.events import EventType
 from cadenza.observe.audit import verify
-from cadenza.runtime.events import EventType
 from cadenza.store.postgres import PostgresStore
 
 from .conftest import Workers

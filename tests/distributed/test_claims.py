@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from cadenza.errors import ConflictError
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
+from cadenza.core.errors import ConflictError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
 from cadenza.store import _pg_writes
 from cadenza.store.base import LeaseLost, RunRecord
 from cadenza.store.postgres import PostgresStore

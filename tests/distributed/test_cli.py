@@ -8,8 +8,8 @@ import json
 import subprocess
 import sys
 
-from cadenza.ids import RunId
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.store.postgres import PostgresStore
 
 from .conftest import FLOWS, Workers

@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 
 from cadenza import Engine, WorkflowStatus
-from cadenza.runtime.events import EventType
+from cadenza.core.events import EventType
 from cadenza.store.postgres import PostgresStore
 
 from .conftest import Workers

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from cadenza import Engine, Workflow, WorkflowStatus
-from cadenza.runtime.events import EventType
+from cadenza.core.events import EventType
 from cadenza.store.postgres import PostgresStore
 
 from .helpers import until

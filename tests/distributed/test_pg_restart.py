@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from cadenza import Engine, WorkflowStatus
-from cadenza.runtime.events import EventType
+from cadenza.core.events import EventType
 from cadenza.store.postgres import PostgresStore
 
 from .conftest import SERVER, Workers

@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 from cadenza import Engine, WorkflowStatus
-from cadenza.ids import RunId
+from cadenza.core.events import EventType
+from cadenza.core.ids import RunId
 from cadenza.observe.audit import verify
-from cadenza.runtime.events import EventType
 from cadenza.runtime.loader import load_target
 from cadenza.store.postgres import PostgresStore
 

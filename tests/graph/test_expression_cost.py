@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.graph.cel_corpus import HOSTILE, bound, expression, measure, state
 
-from cadenza.errors import ExpressionError
+from cadenza.core.errors import ExpressionError
 from cadenza.graph._cel_parse import parse, reads
 from cadenza.graph.expressions import compile_expression
 

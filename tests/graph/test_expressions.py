@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from cadenza.errors import ExpressionError
+from cadenza.core.errors import ExpressionError
 from cadenza.graph.expressions import Expression, compile_expression
 
 

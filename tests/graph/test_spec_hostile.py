@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests.graph.spec_mutations import HOSTILE, check_document, laughs, mutated_document
 
 from cadenza import HandlerRegistry
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 from cadenza.graph._spec_refs import UnimportedModel, unimported
 from cadenza.graph.spec_compile import load_workflow_file
 from cadenza.graph.spec_load import parse_text, read_spec

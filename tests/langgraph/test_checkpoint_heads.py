@@ -10,11 +10,11 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.types import INTERRUPT
 
-from cadenza.ids import RunId
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.langgraph.checkpoint.sqlite import SqliteSaver, connect
 from cadenza.observe.audit import verify
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store._rows import event_rows
 from cadenza.store.sqlite import SQLiteStore
 

@@ -21,14 +21,14 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, Send, interrupt
 from typer.testing import CliRunner
 
-from cadenza.errors import StoreError
-from cadenza.ids import RunId
+from cadenza.core.errors import StoreError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.langgraph.checkpoint._delta import DELTA, FULL
 from cadenza.langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from cadenza.langgraph.checkpoint.sqlite import SqliteSaver
 from cadenza.observe.audit import verify
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord
 from cadenza.store.migrate import load_migrations
 from tests.langgraph.checkpoint_dbs import KINDS, cadenza_store, database, saver

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 
 from cadenza import Engine, MemoryStore, RetryPolicy, Workflow, WorkflowStatus
-from cadenza.ids import RunId
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
 from cadenza.observe.audit import (
     EXPORT_FIELDS,
     GENESIS,
@@ -29,7 +30,6 @@ from cadenza.observe.audit import (
     export,
     verify,
 )
-from cadenza.runtime.events import Event, EventType
 from cadenza.store._sqlite_migrate import split_sql_script
 from cadenza.store.base import RunRecord, Store
 from cadenza.store.migrate import load_migrations

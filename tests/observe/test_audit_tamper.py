@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 from cadenza import Engine, Workflow, WorkflowStatus
 from cadenza.cli import app
-from cadenza.ids import RunId
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
 from cadenza.observe.anchors import AnchorError, anchor_lines, parse_anchors
 from cadenza.observe.audit import Broken, Reason, encode_stored, link
 from cadenza.observe.audit_store import verify_store
@@ -33,7 +34,6 @@ from cadenza.observe.audit_verify import (
     decode_event,
     log_statuses,
 )
-from cadenza.runtime.events import Event, EventType
 from cadenza.store.base import Store, StoredEvent
 from cadenza.store.sqlite import SQLiteStore
 

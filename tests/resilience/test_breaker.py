@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 from cadenza.resilience.breaker import (
     BreakerConfig,
     BreakerRegistry,

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.processes import child_env, only_run
 
 from cadenza import WorkflowStatus
-from cadenza.runtime.events import Event
+from cadenza.core.events import Event
 
 HERE = Path(__file__).parent
 

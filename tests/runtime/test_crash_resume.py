@@ -16,7 +16,7 @@ import pytest
 from tests.processes import child_env, event_count, only_run, wait_for_a_run, wait_for_progress
 
 from cadenza import WorkflowStatus
-from cadenza.runtime.events import Event
+from cadenza.core.events import Event
 
 HERE = Path(__file__).parent
 CRASHY = HERE / "crashy.py"

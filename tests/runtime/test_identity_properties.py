@@ -25,7 +25,7 @@ from cadenza import (
     Workflow,
     WorkflowStatus,
 )
-from cadenza.runtime.events import EventType
+from cadenza.core.events import EventType
 
 POOL = ["ann", "bob", "olivia", "operator", "compliance_officer", "viewer", "lead"]
 names = st.sampled_from(POOL)

@@ -17,7 +17,7 @@ from tests.processes import child_env, only_run
 from tests.runtime.loopy import expected_state
 
 from cadenza import WorkflowStatus
-from cadenza.runtime.events import Event
+from cadenza.core.events import Event
 
 LOOPY = Path(__file__).parent / "loopy.py"
 ITERATIONS = 300

@@ -13,10 +13,10 @@ import pytest
 from tests.runtime.loopy import build, expected_state
 
 from cadenza import Engine, MemoryStore, SQLiteStore, WorkflowStatus
-from cadenza.ids import RunId
+from cadenza.core.events import Event
+from cadenza.core.ids import RunId
 from cadenza.observe.audit import Reason
 from cadenza.observe.audit_store import verify_store
-from cadenza.runtime.events import Event
 from cadenza.runtime.progress import Progress
 from cadenza.store.base import RunRecord, Snapshot, Store
 

@@ -13,9 +13,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from cadenza import Engine, MemoryStore, Workflow, WorkflowStatus
-from cadenza.errors import ConflictError, StoreUnavailable
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
+from cadenza.core.errors import ConflictError, StoreUnavailable
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
 from cadenza.runtime.outages import Outage
 from cadenza.runtime.ownership import FencedStore
 

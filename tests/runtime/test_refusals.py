@@ -21,7 +21,7 @@ from cadenza import (
     Workflow,
     WorkflowStatus,
 )
-from cadenza.runtime.events import Event, EventType
+from cadenza.core.events import Event, EventType
 from cadenza.store.base import Store
 
 PEOPLE = Directory(

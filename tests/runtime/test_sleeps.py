@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from cadenza import Engine, RetryPolicy, Workflow, WorkflowStatus
-from cadenza.runtime.events import EventType
+from cadenza.core.events import EventType
 from cadenza.store.memory import MemoryStore
 from cadenza.store.sqlite import SQLiteStore
 

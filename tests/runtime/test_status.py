@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from cadenza import IllegalTransition, WorkflowStatus
-from cadenza.runtime.status import ALLOWED, can_transition, check_transition
+from cadenza.core.status import ALLOWED, can_transition, check_transition
 
 S = WorkflowStatus
 

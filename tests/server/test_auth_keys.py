@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 from cadenza.server.auth import AuthenticationError, Identity, keys
 from cadenza.server.auth.keys import KeyRecord, check_format, generate, key_hash, verify
 

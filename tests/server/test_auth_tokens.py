@@ -20,7 +20,7 @@ pytest.importorskip("cryptography", reason="cryptography comes with the server e
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 from cadenza.server.auth import AuthenticationError, Identity, IssuerUnavailable
 from cadenza.server.auth.tokens import OIDCConfig, OIDCVerifier
 from tests.server.issuer import (

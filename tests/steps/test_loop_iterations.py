@@ -13,8 +13,8 @@ import pydantic_core
 import pytest
 
 from cadenza import CadenzaError, Engine, ExecutionContext, MemoryStore, Workflow, WorkflowStatus
+from cadenza.core.events import Event
 from cadenza.runtime import run as run_module
-from cadenza.runtime.events import Event
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.timeline import timeline
 from cadenza.store.base import Snapshot

@@ -20,10 +20,10 @@ import psycopg
 from psycopg import sql
 
 from cadenza import Engine, Workflow, WorkflowStatus
-from cadenza.errors import ConflictError, StoreError
-from cadenza.ids import RunId
+from cadenza.core.errors import ConflictError, StoreError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
 from cadenza.observe.audit import verify
-from cadenza.runtime.events import Event, EventType
 from cadenza.store.base import RunRecord
 from cadenza.store.migrate import load_migrations
 from cadenza.store.postgres import PostgresStore

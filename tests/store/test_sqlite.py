@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from cadenza.errors import ConflictError, StoreError
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.errors import ConflictError, StoreError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.store.base import RunRecord, Snapshot, Store
 from cadenza.store.migrate import load_migrations
 from cadenza.store.sqlite import SQLiteStore, migrate_sqlite, split_sql_script
@@ -413,9 +413,9 @@ async def test_unencodable_data_is_refused_and_nothing_stored(store: SQLiteStore
 
 APPEND_FOREVER = """
 import asyncio, sys
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.ids import RunId
+from cadenza.core.events import Event, EventType
+from cadenza.core.status import WorkflowStatus
 from cadenza.store.base import RunRecord, Snapshot
 from cadenza.store.sqlite import SQLiteStore
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from cadenza.agents.model import Message, Pricing, ToolCall, Usage
-from cadenza.errors import StepFailed
+from cadenza.core.errors import StepFailed
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cadenza.agents.model import ChatModel, Pricing
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 
 #: US dollars per million input and output tokens, as the vendors list them; a dated model
 #: name (``gpt-4o-2024-08-06``, ``claude-3-5-haiku-latest``) takes the price of its family.

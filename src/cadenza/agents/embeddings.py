@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.agents.model import ChatModel
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 
 
 class ModelRegistry:

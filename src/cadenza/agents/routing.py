@@ -24,7 +24,7 @@ from cadenza.agents.embeddings import (
     embeddings_available,
     numpy,
 )
-from cadenza.errors import CadenzaError, DefinitionError
+from cadenza.core.errors import CadenzaError, DefinitionError
 
 TextSource = str | Callable[[Mapping[str, Any]], str]
 Pattern = str | re.Pattern[str]

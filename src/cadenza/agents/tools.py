@@ -28,8 +28,8 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from cadenza.agents.model import ToolSpec
-from cadenza.errors import DefinitionError
-from cadenza.runtime.context import ExecutionContext
+from cadenza.core.context import ExecutionContext
+from cadenza.core.errors import DefinitionError
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cadenza.runtime.events import Event, EventType
+from cadenza.core.events import Event, EventType
 
 
 @dataclass(slots=True)

@@ -26,13 +26,13 @@ from rich.console import Console
 from rich.text import Text
 
 from cadenza.cli._lazy import LazyCommand, LazyGroup
-from cadenza.errors import CadenzaError
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.errors import CadenzaError
+from cadenza.core.status import WorkflowStatus
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from cadenza.ids import RunId
+    from cadenza.core.ids import RunId
     from cadenza.runtime.engine import Engine
     from cadenza.store.base import Store
 

@@ -15,8 +15,8 @@ from rich.status import Status
 from rich.text import Text
 
 from cadenza.cli._app import literal
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.events import Event, EventType
+from cadenza.core.status import WorkflowStatus
 
 # Statuses in which a run's steps execute; a change to any other ends the steps in flight.
 _EXECUTING = (WorkflowStatus.RUNNING, WorkflowStatus.ROLLBACK)

@@ -28,12 +28,12 @@ from cadenza.cli._app import (
     print_json,
     resolve,
 )
-from cadenza.errors import RunNotFound
-from cadenza.ids import RunId
+from cadenza.core.errors import RunNotFound
+from cadenza.core.ids import RunId
 
 if TYPE_CHECKING:
+    from cadenza.core.state import Reducer
     from cadenza.observe.audit_verify import RunCheck
-    from cadenza.runtime.state import Reducer
     from cadenza.store.base import Store
 
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
@@ -254,7 +254,7 @@ def _load_definitions(
     are definitions the auditor names, never targets read from the store being audited."""
     if not targets:
         return {}
-    from cadenza.errors import CadenzaError
+    from cadenza.core.errors import CadenzaError
     from cadenza.graph.builder import Workflow
     from cadenza.graph.ir import WorkflowIR
     from cadenza.runtime.loader import load_target

@@ -32,8 +32,8 @@ from cadenza.cli._app import (
     print_json,
     resolve,
 )
-from cadenza.errors import CadenzaError
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.errors import CadenzaError
+from cadenza.core.status import WorkflowStatus
 
 EndpointOption = Annotated[
     list[str] | None,

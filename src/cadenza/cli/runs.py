@@ -27,10 +27,10 @@ from cadenza.cli._app import (
     print_json,
     resolve,
 )
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.status import WorkflowStatus
 
 if TYPE_CHECKING:
-    from cadenza.runtime.events import Event
+    from cadenza.core.events import Event
 
 runs_app = typer.Typer(
     help="List, inspect, cancel, re-drive, fork and pause runs.", no_args_is_help=True
@@ -165,7 +165,7 @@ def runs_show(
 async def _logged_status(store: Any, run_id: str) -> tuple[object, frozenset[WorkflowStatus]]:
     """The run row's status as stored and the statuses its log allows, from one consistent
     read (so that a run moving on meanwhile cannot make them disagree)."""
-    from cadenza.ids import RunId
+    from cadenza.core.ids import RunId
     from cadenza.observe.audit_verify import check_log, log_statuses
 
     stored = await store.read_stored(RunId(run_id))

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 from cadenza.graph._builder_args import _agent, _key, _model, _policy, _positive
 from cadenza.graph.handlers import make_handler
 from cadenza.graph.ir import Handler, OrchestratorSpec, Step, StepKind, WorkerSpec

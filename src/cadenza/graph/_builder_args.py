@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
-from cadenza.errors import DefinitionError, ExpressionError
+from cadenza.core.errors import DefinitionError, ExpressionError
 from cadenza.graph.expressions import compile_expression
 from cadenza.graph.ir import (
     AgentSpec,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 from cadenza.graph._spec_refs import is_unimported, unimported_tool
 from cadenza.graph.spec import StepSpec
 

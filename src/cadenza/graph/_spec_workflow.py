@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from pydantic import ValidationError
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 from cadenza.graph._spec_refs import module_problem
 from cadenza.graph.config import WorkflowConfiguration
 from cadenza.graph.spec import MAX_CONCURRENCY, MAX_RETRIES, MAX_SECONDS, FieldSpec

@@ -11,7 +11,8 @@ from dataclasses import replace
 from itertools import pairwise
 from typing import Any, TypeVar, overload
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
+from cadenza.core.state import StateSchema
 from cadenza.graph._builder_args import (
     StepRef,
     _declared_writes,
@@ -33,7 +34,6 @@ from cadenza.graph.ir import (
 from cadenza.graph.validate import validate_workflow
 from cadenza.resilience.limits import Bulkhead
 from cadenza.resilience.retry import RetryPolicy
-from cadenza.runtime.state import StateSchema
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from cadenza.errors import ExpressionError
+from cadenza.core.errors import ExpressionError
 from cadenza.graph import _cel_engine
 from cadenza.graph._cel_cost import Bound, Shape, Unbounded, shape
 from cadenza.graph._cel_cost import bound as cost_bound

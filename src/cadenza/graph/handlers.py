@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 from cadenza.graph.ir import Handler
 
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from cadenza.core.state import StateSchema
 from cadenza.graph.config import WorkflowConfiguration
 from cadenza.graph.expressions import Expression
 from cadenza.resilience.limits import Bulkhead
 from cadenza.resilience.retry import RetryPolicy
-from cadenza.runtime.state import StateSchema
 
 
 class StepKind(StrEnum):

@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

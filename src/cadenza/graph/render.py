@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 from cadenza.graph.expressions import Expression
 from cadenza.graph.ir import FailurePolicy, Graph, RouteMode, Step, StepKind, WorkflowIR
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 from cadenza.graph._spec_agents import add_orchestrator, add_react
 from cadenza.graph._spec_refs import References
 from cadenza.graph._spec_workflow import check_modules, configuration, import_modules, state_type

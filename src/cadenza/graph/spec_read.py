@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 
 #: The largest workflow file read, in bytes (1 MiB; the 1,000-step benchmark spec is ~50 KiB).
 MAX_FILE_BYTES = 1 << 20

@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
+from cadenza.core.state import StateSchema
 from cadenza.graph.expressions import Expression
 from cadenza.graph.ir import AgentSpec, Graph, OrchestratorSpec, Step, StepKind
-from cadenza.runtime.state import StateSchema
 
 #: Kinds that compile and run in this version.
 AVAILABLE = frozenset(

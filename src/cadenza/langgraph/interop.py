@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 
 __all__ = ("as_step",)
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 from cadenza.net.addresses import IPAddress, numeric_host, parse_address, refusal
 
 SCHEMES = {"http": 80, "https": 443}

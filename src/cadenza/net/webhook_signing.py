@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 
 SECRET_PREFIX = "whsec_"
 DEFAULT_TOLERANCE = 300.0

@@ -23,8 +23,8 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
-from cadenza.errors import CadenzaError
-from cadenza.ids import RunId
+from cadenza.core.errors import CadenzaError
+from cadenza.core.ids import RunId
 
 __all__ = ["AnchorError", "anchor_lines", "parse_anchors"]
 

@@ -65,8 +65,8 @@ from typing import Any, Literal
 
 from pydantic_core import from_json, to_json
 
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
 
 __all__ = [
     "GENESIS",

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from cadenza.errors import RunNotFound
-from cadenza.ids import RunId
+from cadenza.core.errors import RunNotFound
+from cadenza.core.ids import RunId
+from cadenza.core.state import Reducer
 from cadenza.observe.audit_verify import RunCheck, check_run
-from cadenza.runtime.state import Reducer
 from cadenza.store.base import Store, StoredLog
 
 __all__ = ["verify_store"]

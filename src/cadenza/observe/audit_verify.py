@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from cadenza.ids import RunId
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.state import Reducer
+from cadenza.core.status import WorkflowStatus
 from cadenza.observe.audit import GENESIS, Broken, Reason, encode_stored, link_broken
-from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.progress import Progress
-from cadenza.runtime.state import Reducer
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store._approvals import stored_difference
 from cadenza.store.base import Snapshot, StoredEvent, StoredLog, StoredRun, StoredSnapshot
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from cadenza.runtime.events import Event
+from cadenza.core.events import Event
 
 _log = structlog.get_logger("cadenza.observe")
 

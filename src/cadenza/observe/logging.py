@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from cadenza.runtime.events import Event, EventType
+from cadenza.core.events import Event, EventType
 
 _LEVELS = {
     EventType.STATUS: logging.INFO,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from cadenza.errors import CadenzaError, DefinitionError
+from cadenza.core.errors import CadenzaError, DefinitionError
 
 R = TypeVar("R")
 

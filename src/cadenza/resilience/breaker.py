@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 from cadenza.resilience._breaker_state import (
     HALF_OPEN,
     OPEN,

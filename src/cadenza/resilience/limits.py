@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from cadenza.errors import DefinitionError
+from cadenza.core.errors import DefinitionError
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from cadenza.errors import CadenzaError, DefinitionError
+from cadenza.core.errors import CadenzaError, DefinitionError
 
 
 class NonRetryableError(Exception):

@@ -1,1 +1,1 @@
-"""The runtime: engine, scheduler, execution context, run state and events."""
+"""The runtime: the engine, its workers, and the execution of runs."""

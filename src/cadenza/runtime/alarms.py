@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from cadenza.ids import RunId
+from cadenza.core.ids import RunId
 
 _log = structlog.get_logger("cadenza.engine")
 

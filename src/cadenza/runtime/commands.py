@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from cadenza.errors import CadenzaError, StoreError, StoreUnavailable
-from cadenza.ids import RunId
+from cadenza.core.errors import CadenzaError, StoreError, StoreUnavailable
+from cadenza.core.events import EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus, check_transition
 from cadenza.runtime.engine_leases import RunHeld
-from cadenza.runtime.events import EventType
 from cadenza.runtime.ownership import held_elsewhere, next_wake
-from cadenza.runtime.status import WorkflowStatus, check_transition
 from cadenza.store.base import Command, RunRecord
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cadenza.runtime.events import EventType
+from cadenza.core.events import EventType
 from cadenza.runtime.progress import COMPENSATE
 from cadenza.runtime.scheduler import first_line
 from cadenza.steps._call import call_handler, check_update, context

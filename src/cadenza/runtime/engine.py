@@ -16,14 +16,16 @@ from typing import Any
 
 import structlog
 
-from cadenza.errors import (
+from cadenza.core.errors import (
     CadenzaError,
     VersionMismatch,
 )
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId, new_run_id
+from cadenza.core.status import WorkflowStatus
 from cadenza.graph.builder import Workflow
 from cadenza.graph.ir import WorkflowIR
 from cadenza.identity import ApprovalDenied, Directory
-from cadenza.ids import RunId, new_run_id
 from cadenza.observe.base import Observer
 from cadenza.observe.notify import drain as drain_notifications
 from cadenza.resilience.breaker import BreakerConfig, Breakers
@@ -35,13 +37,11 @@ from cadenza.runtime.engine_control import ControlMixin
 from cadenza.runtime.engine_drive import DriveMixin, RunResult
 from cadenza.runtime.engine_leases import LeasesMixin
 from cadenza.runtime.engine_people import PeopleMixin
-from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.outages import Outage
 from cadenza.runtime.ownership import LEASE_SECONDS, new_owner
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.run import RunExecution
 from cadenza.runtime.sleeps import SHORT_SLEEP
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.steps.webhook import aclose_clients
 from cadenza.store.base import DEFAULT_QUEUE, Hints, RunRecord, SharesResilience, Store
 from cadenza.store.url import open_store

@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from cadenza.errors import CadenzaError, StoreError
+from cadenza.core.errors import CadenzaError, StoreError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId, new_run_id
+from cadenza.core.status import WorkflowStatus, check_transition
 from cadenza.identity import ApprovalDenied
-from cadenza.ids import RunId, new_run_id
 from cadenza.observe.base import notify
 from cadenza.runtime.commands import CANCEL, PAUSE, UNPAUSE
 from cadenza.runtime.engine_leases import RunHeld
-from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.fork import check_redrivable, copy_log, cut_after_step
 from cadenza.runtime.ownership import next_wake
-from cadenza.runtime.status import WorkflowStatus, check_transition
 from cadenza.store.base import RunRecord
 
 if TYPE_CHECKING:

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from cadenza.errors import StepFailed, StoreError, Suspended
-from cadenza.ids import RunId
+from cadenza.core.errors import StepFailed, StoreError, Suspended
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.runtime.compensation import needs_rollback, roll_back
 from cadenza.runtime.ownership import FencedStore, next_wake
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.run import RunExecution
 from cadenza.runtime.sleeps import Sleeps
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import LeaseLost
 
 if TYPE_CHECKING:

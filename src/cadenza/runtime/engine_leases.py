@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from cadenza.errors import CadenzaError, RunNotFound, StoreError, StoreUnavailable
-from cadenza.ids import RunId
+from cadenza.core.errors import CadenzaError, RunNotFound, StoreError, StoreUnavailable
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.runtime.alarms import RETRY_AFTER
 from cadenza.runtime.ownership import approval_due, next_wake, owner_is_dead
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import DUE_NOW, Command, Hint, Hints, RunRecord
 
 if TYPE_CHECKING:

@@ -7,15 +7,15 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
+from cadenza.core.events import EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.identity import Directory
-from cadenza.ids import RunId
 from cadenza.observe.notify import notify
 from cadenza.runtime.commands import SIGNAL
 from cadenza.runtime.engine_leases import RunHeld
-from cadenza.runtime.events import EventType
 from cadenza.runtime.ownership import held_elsewhere, next_wake
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.steps.approval import decided
 
 if TYPE_CHECKING:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cadenza.errors import CadenzaError
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
+from cadenza.core.errors import CadenzaError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
 
 #: Not copied: the source's failures and compensations (the new run must not repeat its
 #: ending), and what was refused on the source (that happened to it, not to the copy).

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 
 
 class TargetError(CadenzaError):

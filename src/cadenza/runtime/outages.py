@@ -2,7 +2,7 @@
 network): an engine keeps its runs and retries, with backoff and jitter, until the store is
 back, then continues them.
 
-A store raises :class:`~cadenza.errors.StoreUnavailable` when it could not be reached; an
+A store raises :class:`~cadenza.core.errors.StoreUnavailable` when it could not be reached; an
 append that failed that way may still have been committed (the connection dropped after the
 commit was sent). :func:`append_through` settles that by reading the run's log back: the
 events are either there (the append happened) or appended again, in order. If the run's lease
@@ -24,9 +24,9 @@ from typing import TypeVar
 
 import structlog
 
-from cadenza.errors import ConflictError, StoreUnavailable
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event
+from cadenza.core.errors import ConflictError, StoreUnavailable
+from cadenza.core.events import Event
+from cadenza.core.ids import RunId
 from cadenza.store.base import LeaseLost
 
 _log = structlog.get_logger("cadenza.engine")

@@ -13,11 +13,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event
+from cadenza.core.events import Event
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.runtime.outages import AppendGate, Outage, append_through
 from cadenza.runtime.progress import Progress
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.steps.approval import decided
 from cadenza.store.base import RunRecord, Snapshot, Store
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import pydantic_core
 
-from cadenza.runtime.events import Event, EventType
+from cadenza.core.events import Event, EventType
+from cadenza.core.state import Reducer, apply_update
+from cadenza.core.status import WorkflowStatus
 from cadenza.runtime.iterations import Inside, iteration_record
-from cadenza.runtime.state import Reducer, apply_update
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import Snapshot
 
 #: Suffix of the path of a step's compensation.

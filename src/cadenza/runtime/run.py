@@ -10,19 +10,19 @@ from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.state import apply_update
+from cadenza.core.status import WorkflowStatus, check_transition
 from cadenza.graph.ir import Graph, WorkflowIR
-from cadenza.ids import RunId
 from cadenza.observe.base import Observer, notify
 from cadenza.resilience.breaker import Breakers
 from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
-from cadenza.runtime.events import Event, EventType
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.scheduler import GraphDriver
 from cadenza.runtime.scope import Scope
 from cadenza.runtime.sleeps import Sleeps
-from cadenza.runtime.state import apply_update
-from cadenza.runtime.status import WorkflowStatus, check_transition
 from cadenza.store.base import Store
 
 #: A snapshot of the folded progress is stored with every this-many events.

@@ -15,7 +15,7 @@ class Scope:
     index: int | None = None
 
     def child(self, key: str, buffered: list[dict[str, Any]], reducers: Any, **extra: Any) -> Scope:
-        from cadenza.runtime.state import apply_update
+        from cadenza.core.state import apply_update
 
         state = dict(self.state)
         for update in buffered:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cadenza.runtime.events import Event, EventType
+from cadenza.core.events import Event, EventType
 
 
 @dataclass(slots=True)

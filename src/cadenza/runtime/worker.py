@@ -17,12 +17,12 @@ from typing import Any
 
 import structlog
 
-from cadenza.errors import StoreError, StoreUnavailable
+from cadenza.core.errors import StoreError, StoreUnavailable
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
 from cadenza.graph.builder import Workflow
 from cadenza.graph.ir import WorkflowIR
-from cadenza.ids import RunId
 from cadenza.runtime.engine import Engine
-from cadenza.runtime.events import Event, EventType
 
 _log = structlog.get_logger("cadenza.worker")
 

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 
-from cadenza.errors import CadenzaError, ExpressionError
+from cadenza.core.context import ExecutionContext
+from cadenza.core.errors import CadenzaError, ExpressionError
 from cadenza.graph.expressions import Expression
 from cadenza.graph.ir import Condition, Handler
+from cadenza.observe.logging import step_logger
 from cadenza.resilience.limits import Bulkhead
-from cadenza.runtime.context import ExecutionContext
 from cadenza.runtime.scope import Scope
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def context(
         config=run.ir.config,
         item=scope.item,
         index=scope.index,
+        make_logger=step_logger,
     )
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from cadenza.errors import StepFailed, Suspended
+from cadenza.core.errors import StepFailed, Suspended
+from cadenza.core.events import EventType
 from cadenza.graph.ir import Step
 from cadenza.observe.notify import notify
-from cadenza.runtime.events import EventType
 from cadenza.runtime.scope import Scope
 
 if TYPE_CHECKING:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from cadenza.errors import CadenzaError, StepFailed
+from cadenza.core.errors import CadenzaError, StepFailed
+from cadenza.core.events import EventType
 from cadenza.graph.ir import RouteMode, Step
-from cadenza.runtime.events import EventType
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
 from cadenza.steps._call import context, evaluate

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cadenza.errors import CadenzaError, LoopLimitExceeded, StepFailed
+from cadenza.core.errors import CadenzaError, LoopLimitExceeded, StepFailed
+from cadenza.core.events import EventType
 from cadenza.graph.expressions import Expression
 from cadenza.graph.ir import Graph, Step
-from cadenza.runtime.events import EventType
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
 from cadenza.steps._call import context, evaluate

@@ -26,10 +26,10 @@ from cadenza.agents._react_plan import (
     worker_request,
 )
 from cadenza.agents.model import Message, ModelResponse
-from cadenza.errors import StepFailed
+from cadenza.core.context import ExecutionContext
+from cadenza.core.errors import StepFailed
+from cadenza.core.events import EventType
 from cadenza.graph.ir import Handler, OrchestratorSpec, Step, WorkerSpec
-from cadenza.runtime.context import ExecutionContext
-from cadenza.runtime.events import EventType
 from cadenza.runtime.scope import Scope
 from cadenza.steps._call import BadStepResult, call_handler
 from cadenza.steps.react import fail_step, gather_all, model_call, run_agent

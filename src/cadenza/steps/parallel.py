@@ -7,9 +7,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from cadenza.errors import CadenzaError, StepFailed
+from cadenza.core.errors import CadenzaError, StepFailed
+from cadenza.core.events import EventType
 from cadenza.graph.ir import FailurePolicy, Graph, Step
-from cadenza.runtime.events import EventType
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
 

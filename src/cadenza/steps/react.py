@@ -27,11 +27,11 @@ from cadenza.agents._react import (
 )
 from cadenza.agents.model import Message, ModelError, ModelResponse, OutputSchema, ToolCall, Usage
 from cadenza.agents.tools import Tool
-from cadenza.errors import StepFailed
+from cadenza.core.context import ExecutionContext
+from cadenza.core.errors import StepFailed
+from cadenza.core.events import EventType
 from cadenza.graph.ir import AgentSpec, Step
 from cadenza.resilience.retry import NonRetryableError
-from cadenza.runtime.context import ExecutionContext
-from cadenza.runtime.events import EventType
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
 from cadenza.steps._call import context

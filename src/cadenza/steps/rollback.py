@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cadenza.errors import RollbackRequested
+from cadenza.core.errors import RollbackRequested
 from cadenza.graph.ir import Step
 from cadenza.runtime.scope import Scope
 

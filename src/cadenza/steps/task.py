@@ -9,13 +9,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from cadenza.errors import CadenzaError, StepFailed
+from cadenza.core.context import ExecutionContext
+from cadenza.core.errors import CadenzaError, StepFailed
+from cadenza.core.events import EventType
 from cadenza.graph.expressions import Expression
 from cadenza.graph.ir import Step
 from cadenza.resilience.breaker import CircuitOpen
 from cadenza.resilience.retry import RetryPolicy
-from cadenza.runtime.context import ExecutionContext
-from cadenza.runtime.events import EventType
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
 from cadenza.steps._call import call_handler, check_update, context, evaluate

@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pydantic_core
 
-from cadenza.errors import CadenzaError
+from cadenza.core.context import ExecutionContext
+from cadenza.core.errors import CadenzaError
 from cadenza.graph.config import WorkflowConfiguration
 from cadenza.graph.ir import Handler, Step
 from cadenza.net.egress import EgressPolicy, EndpointRefused
@@ -57,7 +58,6 @@ from cadenza.net.webhook_signing import (
 )
 from cadenza.net.webhook_signing import verify_legacy as verify_signature
 from cadenza.resilience.retry import NonRetryableError
-from cadenza.runtime.context import ExecutionContext
 from cadenza.runtime.scope import Scope
 from cadenza.steps.task import _attempt, run_attempts
 

@@ -24,9 +24,9 @@ from typing import Any, NamedTuple
 
 from pydantic_core import from_json
 
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import TERMINAL
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import TERMINAL
 from cadenza.store.base import PendingApproval, StoredApproval
 
 #: The event types that change pending approvals (a ``status`` event only to a terminal one).

@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 from pydantic_core import from_json, to_json
 
-from cadenza.errors import StoreError
-from cadenza.ids import RunId
+from cadenza.core.errors import StoreError
+from cadenza.core.ids import RunId
 from cadenza.store import _pg_sql as q
 from cadenza.store._approvals import (
     WATCHED,

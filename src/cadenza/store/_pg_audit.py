@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from cadenza.ids import RunId
+from cadenza.core.ids import RunId
 from cadenza.store import _pg_approvals
 from cadenza.store.base import StoredEvent, StoredLog, StoredRun, StoredSnapshot
 

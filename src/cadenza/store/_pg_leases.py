@@ -16,8 +16,8 @@ import psycopg
 from psycopg import sql
 from pydantic_core import from_json
 
-from cadenza.errors import RunNotFound
-from cadenza.ids import RunId
+from cadenza.core.errors import RunNotFound
+from cadenza.core.ids import RunId
 from cadenza.store import _pg_sql as q
 from cadenza.store._rows import command_json, run_from_row
 from cadenza.store.base import DUE_NOW, Command, Hint, RunRecord

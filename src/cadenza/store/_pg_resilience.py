@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
-from cadenza.errors import StoreError
+from cadenza.core.errors import StoreError
 from cadenza.resilience._breaker_state import BreakerConfig, BreakerRecord, BreakerState
 from cadenza.resilience.limits import Bulkhead, BulkheadRegistry
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import psycopg
 
-from cadenza.errors import ConflictError, RunNotFound, StoreError, StoreUnavailable
-from cadenza.ids import RunId
+from cadenza.core.errors import ConflictError, RunNotFound, StoreError, StoreUnavailable
+from cadenza.core.events import Event
+from cadenza.core.ids import RunId
 from cadenza.observe.audit import GENESIS
-from cadenza.runtime.events import Event
 from cadenza.store import _pg_approvals
 from cadenza.store._approvals import Change
 from cadenza.store._pg_sql import (

@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
-from cadenza.errors import ConflictError, StoreError
-from cadenza.ids import RunId
+from cadenza.core.errors import ConflictError, StoreError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.observe.audit import encode_stored, link
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store.base import RunRecord
 
 #: The columns of a run row, in the order :func:`run_row` and :func:`run_from_row` use.

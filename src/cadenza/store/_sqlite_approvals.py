@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
-from cadenza.errors import StoreError
-from cadenza.ids import RunId
-from cadenza.runtime.status import TERMINAL, WorkflowStatus
+from cadenza.core.errors import StoreError
+from cadenza.core.ids import RunId
+from cadenza.core.status import TERMINAL, WorkflowStatus
 from cadenza.store._approvals import (
     WATCHED,
     Approve,

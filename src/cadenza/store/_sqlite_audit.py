@@ -8,7 +8,7 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 
-from cadenza.ids import RunId
+from cadenza.core.ids import RunId
 from cadenza.store import _sqlite_approvals
 from cadenza.store.base import StoredEvent, StoredLog, StoredRun, StoredSnapshot
 

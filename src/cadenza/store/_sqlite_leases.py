@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import from_json
 
-from cadenza.errors import RunNotFound
-from cadenza.ids import RunId
+from cadenza.core.errors import RunNotFound
+from cadenza.core.ids import RunId
 from cadenza.store._rows import RUN_COLUMNS, command_json, run_from_row
 from cadenza.store._sqlite_writes import _RUN_EXISTS, _Write
 from cadenza.store.base import CLAIMABLE, DUE_NOW, Command, RunRecord

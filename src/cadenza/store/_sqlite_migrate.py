@@ -7,7 +7,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-from cadenza.errors import StoreError
+from cadenza.core.errors import StoreError
 from cadenza.store import _sqlite_approvals
 from cadenza.store.migrate import load_migrations
 

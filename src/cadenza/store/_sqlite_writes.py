@@ -9,8 +9,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from cadenza.errors import ConflictError, RunNotFound, StoreError
-from cadenza.ids import RunId
+from cadenza.core.errors import ConflictError, RunNotFound, StoreError
+from cadenza.core.ids import RunId
 from cadenza.store import _sqlite_approvals
 from cadenza.store._approvals import Change
 from cadenza.store._rows import RUN_COLUMNS

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from cadenza.errors import ConflictError
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.errors import ConflictError
+from cadenza.core.events import Event
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.store.stored import StoredApproval as StoredApproval
 from cadenza.store.stored import StoredEvent as StoredEvent
 from cadenza.store.stored import StoredLog

@@ -10,11 +10,11 @@ from typing import Any
 
 import pydantic_core
 
-from cadenza.errors import ConflictError, RunNotFound, StoreError
-from cadenza.ids import RunId
+from cadenza.core.errors import ConflictError, RunNotFound, StoreError
+from cadenza.core.events import Event
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.observe.audit import GENESIS, encode_stored, link
-from cadenza.runtime.events import Event
-from cadenza.runtime.status import WorkflowStatus
 from cadenza.store import _approvals
 from cadenza.store._rows import command_json
 from cadenza.store.base import (

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from importlib.resources import files
 
-from cadenza.errors import StoreError
+from cadenza.core.errors import StoreError
 
 _NAME = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
 

@@ -43,11 +43,11 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic_core import from_json
 
-from cadenza.errors import ConflictError, RunNotFound, StoreError, StoreUnavailable
-from cadenza.ids import RunId
+from cadenza.core.errors import ConflictError, RunNotFound, StoreError, StoreUnavailable
+from cadenza.core.events import Event
+from cadenza.core.ids import RunId
+from cadenza.core.status import TERMINAL, WorkflowStatus
 from cadenza.observe.audit import GENESIS
-from cadenza.runtime.events import Event
-from cadenza.runtime.status import TERMINAL, WorkflowStatus
 from cadenza.store import _pg_approvals, _pg_audit
 from cadenza.store import _pg_sql as q
 from cadenza.store._approvals import changes

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cadenza.errors import RunNotFound, StoreError
-from cadenza.ids import RunId
+from cadenza.core.errors import RunNotFound, StoreError
+from cadenza.core.ids import RunId
 
 #: How many ids a store reads for one prefix: enough to name a few candidates in the error
 #: (and know there are more) without reading every run for a one-letter prefix.

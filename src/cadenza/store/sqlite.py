@@ -32,11 +32,11 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from cadenza.errors import ConflictError, RunNotFound, StoreError
-from cadenza.ids import RunId
+from cadenza.core.errors import ConflictError, RunNotFound, StoreError
+from cadenza.core.events import Event
+from cadenza.core.ids import RunId
+from cadenza.core.status import TERMINAL, WorkflowStatus
 from cadenza.observe.audit import GENESIS
-from cadenza.runtime.events import Event
-from cadenza.runtime.status import TERMINAL, WorkflowStatus
 from cadenza.store import _sqlite_approvals
 from cadenza.store._approvals import changes
 from cadenza.store._rows import dumps as _dumps

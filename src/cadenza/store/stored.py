@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cadenza.ids import RunId
+from cadenza.core.ids import RunId
 
 
 @dataclass(slots=True, frozen=True)

@@ -11,7 +11,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from cadenza.errors import StoreError
+from cadenza.core.errors import StoreError
 
 if TYPE_CHECKING:
     from cadenza.store.base import Store

@@ -33,7 +33,7 @@ from typing import Any
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from cadenza.errors import StoreError
+from cadenza.core.errors import StoreError
 
 __all__ = [
     "DELTA",

@@ -25,8 +25,8 @@ import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from cadenza.core.status import WorkflowStatus
 from cadenza.langgraph.checkpoint._runlog import RUN_VERSION, Head, Log
-from cadenza.runtime.status import WorkflowStatus
 
 __all__ = ["HeadCache", "Tip"]
 

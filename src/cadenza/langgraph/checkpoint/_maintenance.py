@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from cadenza.errors import StoreError
+from cadenza.core.errors import StoreError
+from cadenza.core.status import WorkflowStatus
 from cadenza.langgraph.checkpoint._delta import needed_blobs, version_key
 from cadenza.langgraph.checkpoint._ops import Context, Mode, Op, Stmt, _write_log, read_head
 from cadenza.langgraph.checkpoint._runlog import Head, Log, latest_status
 from cadenza.langgraph.checkpoint._sql import TABLES
-from cadenza.runtime.status import WorkflowStatus
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 

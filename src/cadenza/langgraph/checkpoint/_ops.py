@@ -32,7 +32,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from cadenza.errors import StoreError
+from cadenza.core.errors import StoreError
 from cadenza.langgraph.checkpoint._delta import (
     DELTA,
     ListMemo,

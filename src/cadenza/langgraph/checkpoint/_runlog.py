@@ -26,10 +26,10 @@ from typing import Any
 
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, TASKS
 
-from cadenza.errors import StoreError
-from cadenza.ids import RunId
-from cadenza.runtime.events import Event, EventType
-from cadenza.runtime.status import WorkflowStatus
+from cadenza.core.errors import StoreError
+from cadenza.core.events import Event, EventType
+from cadenza.core.ids import RunId
+from cadenza.core.status import WorkflowStatus
 from cadenza.store._rows import event_rows, run_row
 from cadenza.store.base import RunRecord
 

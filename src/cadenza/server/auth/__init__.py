@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 
 __all__ = ["AuthenticationError", "Identity", "IssuerUnavailable"]
 

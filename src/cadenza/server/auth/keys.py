@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 from cadenza.server.auth import AuthenticationError, Identity
 
 __all__ = [

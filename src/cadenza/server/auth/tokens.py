@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import jwt
 
-from cadenza.errors import CadenzaError
+from cadenza.core.errors import CadenzaError
 from cadenza.server.auth import AuthenticationError, Identity, IssuerUnavailable
 from cadenza.server.auth.jwks import (
     ASYMMETRIC_ALGORITHMS,

@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from cadenza.errors import StoreError
+from cadenza.core.errors import StoreError
 from cadenza.langgraph.checkpoint._base import CadenzaSaverBase
 from cadenza.langgraph.checkpoint._delta import DEFAULT_FULL_EVERY
 from cadenza.langgraph.checkpoint._heads import HeadCache

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cadenza.ids import RunId
+from cadenza.core.ids import RunId
 
 
 class EventType(StrEnum):

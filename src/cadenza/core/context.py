@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cadenza.graph.config import WorkflowConfiguration
-from cadenza.ids import RunId
-from cadenza.observe.logging import step_logger
+from cadenza.core.ids import RunId
+
+if TYPE_CHECKING:
+    from cadenza.graph.config import WorkflowConfiguration
+
+#: Makes a step's logger: ``(level, **bound fields)`` to a structlog logger.
+LoggerFactory = Callable[..., Any]
 
 
 @dataclass(slots=True)
@@ -26,6 +31,8 @@ class ExecutionContext:
     config: WorkflowConfiguration
     item: Any = None
     index: int | None = None
+    #: Makes :attr:`logger` (the runtime passes :func:`cadenza.observe.logging.step_logger`).
+    make_logger: LoggerFactory | None = None
     _logger: Any = None
 
     @property
@@ -37,7 +44,9 @@ class ExecutionContext:
         """A structlog logger bound to this run, step and attempt, writing the lines at the
         workflow's ``log_level`` and above."""
         if self._logger is None:
-            self._logger = step_logger(
+            if self.make_logger is None:
+                raise AttributeError("this context was made without a logger factory")
+            self._logger = self.make_logger(
                 self.config.log_level,
                 run_id=self.run_id,
                 workflow=self.workflow,

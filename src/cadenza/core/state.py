@@ -14,7 +14,7 @@ from typing import Any, get_type_hints
 
 from pydantic import PydanticUserError, TypeAdapter, ValidationError
 
-from cadenza.errors import DefinitionError, InputError
+from cadenza.core.errors import DefinitionError, InputError
 
 Reducer = Callable[[Any, Any], Any]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from cadenza.errors import IllegalTransition
+from cadenza.core.errors import IllegalTransition
 
 
 class WorkflowStatus(StrEnum):
