@@ -222,6 +222,9 @@ def open_store(url: str | None, tmp: str) -> Any:
 
 
 def main() -> None:
+    from cadenza.observe.logging import configure_logging
+
+    configure_logging("WARNING")  # a debug line per suspended run would be timed too
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["hold", "lateness"])
     parser.add_argument("--runs", type=int)

@@ -19,6 +19,9 @@ from tests.agents.protocol_servers import (
     anthropic_text,
     anthropic_tool_use,
 )
+from tests.probes import needs
+
+pytestmark = needs("anthropic", "llm")
 
 WEATHER = ToolSpec(
     name="get_weather",

@@ -22,6 +22,7 @@ from tests.agents.protocol_servers import (
     openai_server,
     openai_tool_call,
 )
+from tests.probes import needs
 
 langchain_openai = pytest.importorskip("langchain_openai")
 messages = pytest.importorskip("langchain_core.messages")
@@ -147,6 +148,7 @@ async def test_structured_output_from_a_pydantic_model(
     assert server.last["response_format"]["json_schema"]["name"] == "Verdict"
 
 
+@needs("jsonschema", "llm")
 async def test_structured_output_from_a_dict_schema(
     model: LangChainModel, server: ProtocolServer
 ) -> None:
@@ -165,6 +167,7 @@ async def test_structured_output_from_a_dict_schema(
         (Verdict, '{"claim": "x", "holds": "perhaps"}', "does not match 'Verdict'.*holds"),
     ],
 )
+@needs("jsonschema", "llm")
 async def test_a_reply_that_does_not_match_is_a_model_error(
     model: LangChainModel,
     server: ProtocolServer,
@@ -178,6 +181,7 @@ async def test_a_reply_that_does_not_match_is_a_model_error(
     assert caught.value.retryable is False
 
 
+@needs("jsonschema", "llm")
 async def test_tools_and_output_together(model: LangChainModel, server: ProtocolServer) -> None:
     server.reply(
         openai_completion(tool_calls=[openai_tool_call("c1", "get_weather", {"city": "Rome"})]),

@@ -20,6 +20,7 @@ from tests.agents.protocol_servers import (
     openai_completion,
     openai_server,
 )
+from tests.probes import needs
 
 _VARIABLES = (
     "CADENZA_MODEL",
@@ -90,6 +91,7 @@ async def test_explicit_settings_win_over_the_environment(
     assert openai.requests[0].headers["authorization"] == "Bearer sk-given"
 
 
+@needs("anthropic", "llm")
 async def test_cadenza_model_names_the_model_when_no_spec_is_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

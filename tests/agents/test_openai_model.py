@@ -19,6 +19,7 @@ from tests.agents.protocol_servers import (
     openai_server,
     openai_tool_call,
 )
+from tests.probes import needs
 
 WEATHER = ToolSpec(
     name="get_weather",
@@ -194,6 +195,7 @@ async def test_structured_output_from_a_pydantic_model(
     }
 
 
+@needs("jsonschema", "llm")
 async def test_structured_output_from_a_dict_schema(
     model: OpenAIModel, server: ProtocolServer
 ) -> None:
@@ -225,6 +227,7 @@ async def test_strict_output_is_asked_for_when_configured(server: ProtocolServer
         ("Sure! It is spam.", r"expected a JSON reply matching 'verdict'"),
     ],
 )
+@needs("jsonschema", "llm")
 async def test_a_reply_that_does_not_match_the_schema_is_a_model_error(
     model: OpenAIModel, server: ProtocolServer, content: str, expected: str
 ) -> None:
@@ -242,6 +245,7 @@ async def test_a_reply_that_does_not_fit_the_pydantic_model_is_a_model_error(
         await model.chat([Message.user("x")], output=Verdict)
 
 
+@needs("jsonschema", "llm")
 async def test_a_truncated_structured_reply_says_so(
     model: OpenAIModel, server: ProtocolServer
 ) -> None:
@@ -250,6 +254,7 @@ async def test_a_truncated_structured_reply_says_so(
         await model.chat([Message.user("classify")], output=VERDICT_SCHEMA, max_tokens=5)
 
 
+@needs("jsonschema", "llm")
 async def test_a_refusal_instead_of_structured_output_is_a_model_error(
     model: OpenAIModel, server: ProtocolServer
 ) -> None:
@@ -258,6 +263,7 @@ async def test_a_refusal_instead_of_structured_output_is_a_model_error(
         await model.chat([Message.user("classify")], output=VERDICT_SCHEMA)
 
 
+@needs("jsonschema", "llm")
 async def test_tools_and_output_together(model: OpenAIModel, server: ProtocolServer) -> None:
     server.reply(
         openai_completion(tool_calls=[openai_tool_call("call_1", "get_weather", {"city": "Rome"})]),
@@ -360,6 +366,7 @@ async def test_max_tokens_param_for_local_servers(server: ProtocolServer) -> Non
     assert reply.model == "llama3.2"
 
 
+@needs("jsonschema", "llm")
 async def test_bad_input_is_refused_before_any_request(
     model: OpenAIModel, server: ProtocolServer
 ) -> None:
