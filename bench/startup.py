@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
 
 from cadenza.store._rows import run_row
-from cadenza.store._sqlite_writes import _INSERT_RUN
+from cadenza.store._sqlite_sql import INSERT_RUN
 from cadenza.store.base import RunRecord
 from cadenza.store.sqlite import SQLiteStore
 
@@ -64,7 +64,7 @@ def build_store(path: Path, runs: int) -> None:
         )
         rows.append(run_row(record, '{"amount": 10}'))
     with sqlite3.connect(path) as conn:
-        conn.executemany(_INSERT_RUN, rows)
+        conn.executemany(INSERT_RUN, rows)
     with sqlite3.connect(path) as conn:
         (count,) = conn.execute("SELECT count(*) FROM runs").fetchone()
     assert count == runs, f"the store holds {count} runs, not {runs}"

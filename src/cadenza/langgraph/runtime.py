@@ -42,4 +42,4 @@ def get_runtime(context_schema: Any = None) -> Runtime[Any]:
     from cadenza.langgraph._context import current_task
 
     task = current_task("get_runtime")
-    return task.loop.runtime(task)
+    return task.loop.services.runtime(task)

@@ -23,12 +23,18 @@ INSERT_EVENT = (
     "INSERT INTO events (run_id, seq, type, path, scope, attempt, data, ts, prev_hash, hash) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-# The group commit's first statement: lock the batch's runs (in one order, so that batches of
-# different processes cannot deadlock) and read each one's epoch and last event.
+# The group commit's first statement (and the run log's, for one run): lock the runs (in one
+# order, so that batches of different processes cannot deadlock) and read each one's epoch,
+# identity and status.
 LOCK_RUNS = (
-    "SELECT r.run_id, r.epoch, e.seq, e.hash FROM runs r LEFT JOIN LATERAL "
-    "(SELECT seq, hash FROM events WHERE run_id = r.run_id ORDER BY seq DESC LIMIT 1) e ON true "
-    "WHERE r.run_id = ANY(%s) ORDER BY r.run_id FOR UPDATE OF r"
+    "SELECT run_id, epoch, workflow, version, status FROM runs WHERE run_id = ANY(%s) "
+    "ORDER BY run_id FOR UPDATE"
+)
+# The second: each run's last event. A separate statement, so that it reads with a snapshot
+# taken once the locks are held.
+LAST_EVENTS = (
+    "SELECT r, e.seq, e.hash, e.ts FROM unnest(%s::text[]) AS r LEFT JOIN LATERAL "
+    "(SELECT seq, hash, ts FROM events WHERE run_id = r ORDER BY seq DESC LIMIT 1) e ON true"
 )
 UPDATE_STATUSES = (
     "UPDATE runs SET status = coalesce(u.status, runs.status), "

@@ -33,6 +33,8 @@ from cadenza.store._approvals import Change
 from cadenza.store._pg_sql import (
     INSERT_EVENT,
     INSERT_RUN,
+    LAST_EVENTS,
+    LOCK_RUNS,
     NOTIFY,
     UPDATE_STATUSES,
     UPSERT_SNAPSHOT,
@@ -42,12 +44,6 @@ from cadenza.store.base import LeaseLost
 
 log = logging.getLogger("cadenza.store.postgres")
 
-LOCK_RUNS = "SELECT run_id, epoch FROM runs WHERE run_id = ANY(%s) ORDER BY run_id FOR UPDATE"
-# A separate statement, so that it reads with a snapshot taken once the locks are held.
-LAST_EVENTS = (
-    "SELECT r, e.seq, e.hash FROM unnest(%s::text[]) AS r LEFT JOIN LATERAL "
-    "(SELECT seq, hash FROM events WHERE run_id = r ORDER BY seq DESC LIMIT 1) e ON true"
-)
 # Errors after which the same batch is simply tried again.
 _RETRY = ("40P01", "40001")  # deadlock detected, serialization failure
 
@@ -194,14 +190,14 @@ class GroupCommit:
                 errors = {id(w): error for w in live}
                 break
         for write in live:
-            error = errors.get(id(write))
+            refused = errors.get(id(write))
             future = write.future
             if future is None:
-                if error is not None:
-                    log.warning("dropped held events of run %r: %s", write.run_id, error)
+                if refused is not None:
+                    log.warning("dropped held events of run %r: %s", write.run_id, refused)
             elif not future.done():
-                if error is not None:
-                    future.set_exception(error)
+                if refused is not None:
+                    future.set_exception(refused)
                 else:
                     future.set_result(None)
 
@@ -228,9 +224,9 @@ async def _commit(
         run_ids = sorted({w.run_id for w in writes})
         locked_cur = await conn.execute(LOCK_RUNS, (run_ids,))
         last_cur = await conn.execute(LAST_EVENTS, (run_ids,))
-        epochs = {run_id: epoch for run_id, epoch in await locked_cur.fetchall()}
+        epochs = {run_id: epoch for run_id, epoch, *_ in await locked_cur.fetchall()}
         heads: dict[str, list[Any]] = {}
-        for run_id, seq, digest in await last_cur.fetchall():
+        for run_id, seq, digest, _ in await last_cur.fetchall():
             if run_id in epochs:
                 heads[run_id] = [seq or 0, digest or GENESIS]
         rows: list[tuple[Any, ...]] = []

@@ -7,18 +7,16 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic_core import from_json
 
 from cadenza.core.errors import RunNotFound
 from cadenza.core.ids import RunId
 from cadenza.store._rows import RUN_COLUMNS, command_json, run_from_row
-from cadenza.store._sqlite_writes import _RUN_EXISTS, _Write
+from cadenza.store._sqlite_sql import RUN_EXISTS
+from cadenza.store._sqlite_writes import GroupCommit, Write
 from cadenza.store.base import CLAIMABLE, DUE_NOW, Command, RunRecord
-
-if TYPE_CHECKING:
-    import asyncio
 
 _TERMINAL = "('COMPLETED', 'FAILED', 'CANCELLED')"
 _CLAIMABLE = "(" + ", ".join(f"'{s}'" for s in CLAIMABLE) + ")"
@@ -52,7 +50,7 @@ _FINISH_COMMAND = "UPDATE commands SET done_at = ?, outcome = ? WHERE id = ? AND
 _COMMAND_COLUMNS = "id, run_id, kind, data, actor, created_at, done_at, outcome"
 
 
-class _Claim(_Write):
+class _Claim(Write):
     __slots__ = ("lease_until", "owner", "steal")
 
     def __init__(self, run_id: RunId, owner: str, lease_until: float, steal: bool) -> None:
@@ -67,12 +65,12 @@ class _Claim(_Write):
         ).fetchone()
         if row is not None:
             return int(row[0])
-        if cur.execute(_RUN_EXISTS, (self.run_id,)).fetchone() is None:
+        if cur.execute(RUN_EXISTS, (self.run_id,)).fetchone() is None:
             raise RunNotFound(self.run_id)
         return None
 
 
-class _ClaimDue(_Write):
+class _ClaimDue(Write):
     __slots__ = ("params", "sql")
 
     def __init__(self, sql: str, params: list[Any]) -> None:
@@ -84,7 +82,7 @@ class _ClaimDue(_Write):
         return [run_from_row(row) for row in cur.execute(self.sql, self.params).fetchall()]
 
 
-class _Renew(_Write):
+class _Renew(Write):
     __slots__ = ("lease_until", "leases", "owner")
 
     def __init__(self, owner: str, leases: Mapping[RunId, int], lease_until: float) -> None:
@@ -101,7 +99,7 @@ class _Renew(_Write):
         return held
 
 
-class _Release(_Write):
+class _Release(Write):
     __slots__ = ("owner", "wake_at")
     # Forget the run's cached last seq once released, as for a finished run: a released run
     # may sleep for hours (100,000 of them kept 20 MiB cached); its next append reads it.
@@ -114,11 +112,11 @@ class _Release(_Write):
 
     def apply(self, cur: sqlite3.Cursor) -> None:
         cur.execute(_RELEASE, (self.run_id, self.owner, time.time(), self.wake_at))
-        if cur.rowcount == 0 and cur.execute(_RUN_EXISTS, (self.run_id,)).fetchone() is None:
+        if cur.rowcount == 0 and cur.execute(RUN_EXISTS, (self.run_id,)).fetchone() is None:
             raise RunNotFound(self.run_id)
 
 
-class _SendCommand(_Write):
+class _SendCommand(Write):
     __slots__ = ("actor", "data", "kind")
 
     def __init__(self, run_id: RunId, kind: str, data: str, actor: str) -> None:
@@ -128,7 +126,7 @@ class _SendCommand(_Write):
         self.actor = actor
 
     def apply(self, cur: sqlite3.Cursor) -> int:
-        if cur.execute(_RUN_EXISTS, (self.run_id,)).fetchone() is None:
+        if cur.execute(RUN_EXISTS, (self.run_id,)).fetchone() is None:
             raise RunNotFound(self.run_id)
         now = time.time()
         cur.execute(_INSERT_COMMAND, (self.run_id, self.kind, self.data, self.actor, now))
@@ -138,7 +136,7 @@ class _SendCommand(_Write):
         return command_id
 
 
-class _FinishCommand(_Write):
+class _FinishCommand(Write):
     __slots__ = ("command_id", "outcome")
 
     def __init__(self, command_id: int, outcome: str) -> None:
@@ -200,19 +198,16 @@ def claim_due_sql(
 
 
 class SQLiteLeases:
-    """Part of :class:`~cadenza.store.sqlite.SQLiteStore`: leases and commands."""
+    """The lease and command methods of :class:`~cadenza.store.sqlite.SQLiteStore`, over the
+    group commit it writes through (given, so that both share one batch and one lock)."""
 
-    if TYPE_CHECKING:  # provided by the store
-
-        def _submit(self, write: _Write) -> asyncio.Future[Any]: ...
-
-        def _require_open(self) -> sqlite3.Cursor: ...
+    def __init__(self, writer: GroupCommit) -> None:
+        self._writer = writer
 
     async def claim(
         self, run_id: RunId, owner: str, *, lease_until: float, steal: bool = False
     ) -> int | None:
-        self._require_open()
-        epoch: int | None = await self._submit(_Claim(run_id, owner, lease_until, steal))
+        epoch: int | None = await self._writer.submit(_Claim(run_id, owner, lease_until, steal))
         return epoch
 
     async def claim_due(
@@ -226,42 +221,40 @@ class SQLiteLeases:
         dead_owners: Collection[str] = (),
         run_ids: Collection[RunId] | None = None,
     ) -> list[RunRecord]:
-        self._require_open()
+        self._writer.cursor()  # not open: an error, even when nothing could match
         found = claim_due_sql(
             owner, lease_until, limit, workflows, queues, dead_owners, time.time(), run_ids
         )
         if found is None:
             return []
-        claimed: list[RunRecord] = await self._submit(_ClaimDue(*found))
+        claimed: list[RunRecord] = await self._writer.submit(_ClaimDue(*found))
         claimed.sort(key=lambda r: r.wake_at or 0.0)  # RETURNING follows no ORDER BY
         return claimed
 
     async def renew(
         self, owner: str, leases: Mapping[RunId, int], *, lease_until: float
     ) -> set[RunId]:
-        self._require_open()
+        self._writer.cursor()  # not open: an error, even with no lease to renew
         if not leases:
             return set()
-        held: set[RunId] = await self._submit(_Renew(owner, leases, lease_until))
+        held: set[RunId] = await self._writer.submit(_Renew(owner, leases, lease_until))
         return held
 
     async def release(self, run_id: RunId, owner: str, *, wake_at: float | None = DUE_NOW) -> None:
-        self._require_open()
-        await self._submit(_Release(run_id, owner, wake_at))
+        await self._writer.submit(_Release(run_id, owner, wake_at))
 
     async def owners(self) -> list[str]:
-        return [row[0] for row in self._require_open().execute(_OWNERS).fetchall()]
+        return [row[0] for row in self._writer.cursor().execute(_OWNERS).fetchall()]
 
     async def send_command(
         self, run_id: RunId, kind: str, data: Mapping[str, Any], *, actor: str = ""
     ) -> int:
-        self._require_open()
         encoded = command_json(run_id, kind, data)
-        command_id: int = await self._submit(_SendCommand(run_id, kind, encoded, actor))
+        command_id: int = await self._writer.submit(_SendCommand(run_id, kind, encoded, actor))
         return command_id
 
     async def pending_commands(self, run_ids: Collection[RunId] | None = None) -> list[Command]:
-        cur = self._require_open()
+        cur = self._writer.cursor()
         sql = f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE done_at IS NULL"
         params: list[Any] = []
         if run_ids is not None:
@@ -272,11 +265,10 @@ class SQLiteLeases:
         return [_command(row) for row in cur.execute(sql + " ORDER BY id", params).fetchall()]
 
     async def finish_command(self, command_id: int, outcome: str) -> None:
-        self._require_open()
-        await self._submit(_FinishCommand(command_id, outcome))
+        await self._writer.submit(_FinishCommand(command_id, outcome))
 
     async def get_command(self, command_id: int) -> Command | None:
-        cur = self._require_open()
+        cur = self._writer.cursor()
         sql = f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = ?"
         row = cur.execute(sql, (command_id,)).fetchone()
         return None if row is None else _command(row)

@@ -1,9 +1,12 @@
-"""The SQLite store's queued writes and their SQL: each write knows how to apply itself
-inside the batch transaction, and how to report a failure that is its own."""
+"""The SQLite store's group commit: the writes queued during one event-loop iteration, each of
+which knows how to apply itself inside the batch's transaction and how to report a failure of
+its own, and the :class:`GroupCommit` that writes them (see :mod:`cadenza.store.sqlite`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -11,65 +14,28 @@ from typing import Any
 
 from cadenza.core.errors import ConflictError, RunNotFound, StoreError
 from cadenza.core.ids import RunId
+from cadenza.observe.audit import GENESIS
 from cadenza.store import _sqlite_approvals
+from cadenza.store import _sqlite_sql as q
 from cadenza.store._approvals import Change
-from cadenza.store._rows import RUN_COLUMNS
 from cadenza.store.base import LeaseLost
 
-_RUN_COLUMNS = RUN_COLUMNS
-_INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join(['?'] * 16)})"
-_INSERT_EVENT = (
-    "INSERT INTO events (run_id, seq, type, path, scope, attempt, data, ts, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-# The same, stored only while the run's lease epoch is the writer's (the check costs one
-# B-tree lookup inside the statement, not another statement).
-_INSERT_FENCED = (
-    "INSERT INTO events (run_id, seq, type, path, scope, attempt, data, ts, prev_hash, hash) "
-    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-    "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND epoch = ?)"
-)
-_UPDATE_STATUS = (
-    "UPDATE runs SET status = coalesce(?, status), error = coalesce(?, error), updated_at = ? "
-    "WHERE run_id = ?"
-)
-# A finished run needs no worker again.
-_UPDATE_FINISHED = (
-    "UPDATE runs SET status = coalesce(?, status), error = coalesce(?, error), updated_at = ?, "
-    "wake_at = NULL WHERE run_id = ?"
-)
-_EPOCH = "SELECT epoch FROM runs WHERE run_id = ?"
-_UPSERT_SNAPSHOT = (
-    "INSERT INTO snapshots (run_id, seq, state, buffers) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (run_id) DO UPDATE SET "
-    "seq = excluded.seq, state = excluded.state, buffers = excluded.buffers"
-)
-_RUN_EXISTS = "SELECT 1 FROM runs WHERE run_id = ?"
-# Whether the run exists, and its last event's seq and hash (the chain continues from it): one
-# statement, two primary-key seeks.
-_LAST_SEQ = (
-    "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1), "
-    "(SELECT max(seq) FROM events WHERE run_id = ?1), "
-    "(SELECT hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1)"
-)
-_GET_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?"
-_READ_EVENTS = (
-    "SELECT seq, type, path, scope, attempt, data, ts, prev_hash, hash FROM events "
-    "WHERE run_id = ? AND seq > ? ORDER BY seq"
-)
-_LOAD_SNAPSHOT = "SELECT seq, state, buffers FROM snapshots WHERE run_id = ?"
+__all__ = ["WRITE_ERRORS", "Append", "CreateRun", "GroupCommit", "Write"]
 
+log = logging.getLogger("cadenza.store.sqlite")
 
 # Errors that fail one write of a batch and not the others: refusals (conflicts, unknown runs)
 # and values SQLite cannot take (a NULL ts, an unsupported type, an out-of-range integer).
-_WRITE_ERRORS = (StoreError, sqlite3.IntegrityError, sqlite3.ProgrammingError, OverflowError)
+WRITE_ERRORS = (StoreError, sqlite3.IntegrityError, sqlite3.ProgrammingError, OverflowError)
 
-# -- writes ------------------------------------------------------------------------------
+# How many runs' last seq numbers (and hashes) to remember before starting afresh (each miss
+# costs a SELECT).
+_LAST_SEQ_CACHE_LIMIT = 100_000
 
 
-class _Write(ABC):
+class Write(ABC):
     """One write of a batch. ``apply`` runs inside the batch's transaction (and a savepoint);
-    it raises one of ``_WRITE_ERRORS`` to fail this write alone."""
+    it raises one of ``WRITE_ERRORS`` to fail this write alone."""
 
     __slots__ = ("error", "future", "result", "run_id")
     logged = False  # appends to the run's event log (so later writes of the run depend on it)
@@ -86,7 +52,7 @@ class _Write(ABC):
         """Do the write inside the batch's transaction; raise to fail this write alone."""
 
 
-class _CreateRun(_Write):
+class CreateRun(Write):
     __slots__ = ("approvals", "events", "row")
     logged = True
 
@@ -103,18 +69,14 @@ class _CreateRun(_Write):
         self.approvals = approvals  # what the first events change in pending approvals
 
     def apply(self, cur: sqlite3.Cursor) -> None:
-        try:
-            cur.execute(_INSERT_RUN, self.row)
-        except sqlite3.IntegrityError as exc:
-            if _taken(exc):
-                raise ConflictError(f"run {self.run_id!r} already exists") from exc
-            raise
-        _insert_events(cur, self.run_id, self.events)
+        if cur.execute(q.INSERT_RUN, self.row).rowcount != 1:
+            raise ConflictError(f"run {self.run_id!r} already exists")
+        insert_events(cur, self.run_id, self.events)
         if self.approvals:
             _sqlite_approvals.apply(cur, self.run_id, self.approvals)
 
 
-class _Append(_Write):
+class Append(Write):
     __slots__ = (
         "approvals", "epoch", "events", "finished", "snapshot", "status", "status_error",
         "updated_at",
@@ -150,43 +112,47 @@ class _Append(_Write):
     def apply(self, cur: sqlite3.Cursor) -> None:
         epoch = self.epoch
         if epoch is not None and self.events:
-            _insert_events(cur, self.run_id, [(*r, self.run_id, epoch) for r in self.events], True)
+            insert_events(cur, self.run_id, [(*r, self.run_id, epoch) for r in self.events], True)
             if cur.rowcount != len(self.events):
                 _check_epoch(cur, self.run_id, epoch)
         elif epoch is not None:
             _check_epoch(cur, self.run_id, epoch)
         elif self.events:
-            _insert_events(cur, self.run_id, self.events)
+            insert_events(cur, self.run_id, self.events)
         if self.status is not None or self.status_error is not None:
             cur.execute(
-                _UPDATE_FINISHED if self.finished else _UPDATE_STATUS,
+                q.UPDATE_FINISHED if self.finished else q.UPDATE_STATUS,
                 (self.status, self.status_error, self.updated_at, self.run_id),
             )
         if self.snapshot is not None:
-            cur.execute(_UPSERT_SNAPSHOT, self.snapshot)
+            cur.execute(q.UPSERT_SNAPSHOT, self.snapshot)
         if self.approvals:  # in the transaction (and savepoint) of the events that say so
             _sqlite_approvals.apply(cur, self.run_id, self.approvals)
 
 
 def _check_epoch(cur: sqlite3.Cursor, run_id: RunId, epoch: int) -> None:
-    row = cur.execute(_EPOCH, (run_id,)).fetchone()
+    row = cur.execute(q.EPOCH, (run_id,)).fetchone()
     if row is None:
         raise RunNotFound(run_id)
     if row[0] != epoch:
         raise LeaseLost(run_id, epoch, row[0])
 
 
-def _insert_events(
+def insert_events(
     cur: sqlite3.Cursor, run_id: RunId, rows: list[tuple[Any, ...]], fenced: bool = False
 ) -> None:
-    statement = _INSERT_FENCED if fenced else _INSERT_EVENT
+    """Insert event rows; a taken ``seq`` is a :class:`ConflictError`."""
+    statement = q.INSERT_FENCED if fenced else q.INSERT_EVENT
     try:
         if len(rows) == 1:
             cur.execute(statement, rows[0])
         else:
             cur.executemany(statement, rows)
     except sqlite3.IntegrityError as exc:
-        if not _taken(exc):
+        if getattr(exc, "sqlite_errorname", "") not in (
+            "SQLITE_CONSTRAINT_PRIMARYKEY",
+            "SQLITE_CONSTRAINT_UNIQUE",
+        ):
             raise
         raise ConflictError(
             f"run {run_id!r}: event seq {rows[0][1]}..{rows[-1][1]} is already taken "
@@ -194,14 +160,162 @@ def _insert_events(
         ) from exc
 
 
-def _taken(exc: sqlite3.IntegrityError) -> bool:
-    return getattr(exc, "sqlite_errorname", "") in (
-        "SQLITE_CONSTRAINT_PRIMARYKEY",
-        "SQLITE_CONSTRAINT_UNIQUE",
-    )
+class GroupCommit:
+    """The batching writer of one SQLite store on one connection.
+
+    Every write submitted during one event-loop iteration joins a batch, written in a single
+    ``BEGIN IMMEDIATE … COMMIT`` scheduled with ``loop.call_soon``; a write's future resolves
+    once the batch has committed. Held writes (``durable=False`` appends) wait for the next
+    batch or :meth:`flush`.
+
+    It also keeps, per run, the last seq and audit hash the run's log will have once every
+    queued write has committed (:meth:`last`, :meth:`project`): appends continue the seq and
+    the hash chain from there. Present only for runs known to exist; never ahead of the file
+    unless a queued write fails, and then the entry is dropped; another process appending
+    makes it lag, which the primary key catches."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self.path = path  # the database, and the store's name, for messages
+        self.name = name
+        self._conn: sqlite3.Connection | None = None
+        self._cur: sqlite3.Cursor | None = None
+        self._queue: list[Write] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._last: dict[RunId, tuple[int, str]] = {}
+
+    def attach(self, conn: sqlite3.Connection) -> None:
+        """Write through ``conn`` (the store opened it)."""
+        self._conn, self._cur = conn, conn.cursor()
+
+    def detach(self) -> None:
+        """Write what is queued, then forget the connection (the store closes it)."""
+        if self._conn is None:
+            return
+        self.flush()
+        self._conn = self._cur = None
+        self._last.clear()
+
+    def cursor(self) -> sqlite3.Cursor:
+        cur = self._cur
+        if cur is None:
+            raise StoreError(f"{self.name} is not open; await store.open() first")
+        return cur
+
+    # -- where logs end ------------------------------------------------------------------------
+
+    def knows(self, run_id: RunId) -> bool:
+        """Whether the run is known to exist (or to be queued for creation)."""
+        return run_id in self._last
+
+    def last(self, run_id: RunId) -> tuple[int, str]:
+        """The seq and audit hash the run's log ends with once the queue is written."""
+        cached = self._last.get(run_id)
+        if cached is not None:
+            return cached
+        row = self.cursor().execute(q.HEAD, (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return row[3] or 0, row[4] or GENESIS
+
+    def project(self, run_id: RunId, seq: int, digest: str) -> None:
+        """The run's log will end at ``seq`` (hash ``digest``) once its queued writes commit."""
+        self._last[run_id] = (seq, digest)
+
+    # -- queueing ------------------------------------------------------------------------------
+
+    def submit(self, write: Write) -> asyncio.Future[Any]:
+        """Queue ``write`` for the next batch; the future resolves once it has committed."""
+        if self._cur is None:
+            self.cursor()  # raises: not open
+        loop = asyncio.get_running_loop()
+        write.future = future = loop.create_future()
+        self._queue.append(write)
+        if self._flush_handle is None:
+            self._flush_handle = loop.call_soon(self._write)
+        return future
+
+    def hold(self, write: Write) -> None:
+        """Queue ``write`` without waiting for it: it is written with the next batch."""
+        self._queue.append(write)
+
+    def flush(self) -> None:
+        """Write every queued write now."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._write()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _write(self) -> None:
+        """Write the queued writes in one transaction and resolve their futures."""
+        self._flush_handle = None
+        writes, self._queue = self._queue, []
+        if not writes:
+            return
+        cur = self._cur
+        assert cur is not None
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            if len(writes) == 1:
+                try:
+                    failed = _apply(cur, writes, careful=False)
+                except WRITE_ERRORS as exc:
+                    cur.execute("ROLLBACK")
+                    writes[0].error = _as_store_error(writes[0], exc)
+                    failed = {writes[0].run_id}
+                else:
+                    cur.execute("COMMIT")
+            else:
+                # Optimistically without a savepoint per write (they cost ~20% of a batch);
+                # if one write fails, undo the pass and redo it with them.
+                cur.execute("SAVEPOINT batch")
+                try:
+                    failed = _apply(cur, writes, careful=False)
+                except WRITE_ERRORS:
+                    cur.execute("ROLLBACK TO batch")
+                    failed = _apply(cur, writes, careful=True)
+                cur.execute("COMMIT")
+        except Exception as exc:
+            self._abort(writes, exc)
+            return
+
+        last = self._last
+        for run_id in failed:
+            last.pop(run_id, None)
+        if len(last) > _LAST_SEQ_CACHE_LIMIT:
+            last.clear()  # safe: nothing is queued, so the file holds every projected seq
+        for write in writes:
+            if write.finished:
+                last.pop(write.run_id, None)
+            future = write.future
+            if future is None:
+                if write.error is not None:
+                    log.warning("dropped held events of run %r: %s", write.run_id, write.error)
+            elif not future.done():
+                if write.error is not None:
+                    future.set_exception(write.error)
+                else:
+                    future.set_result(write.result)
+
+    def _abort(self, writes: list[Write], exc: Exception) -> None:
+        """The batch as a whole failed (lock timeout, I/O error): nothing of it is stored."""
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the connection may be broken already
+                conn.execute("ROLLBACK")
+        self._last.clear()
+        message = f"writing to SQLite database {self.path!r} failed: {exc}"
+        for write in writes:
+            future = write.future
+            if future is None:
+                log.warning("dropped held events of run %r: %s", write.run_id, exc)
+            elif not future.done():
+                error = StoreError(message)
+                error.__cause__ = exc
+                future.set_exception(error)
 
 
-def _apply(cur: sqlite3.Cursor, writes: list[_Write], *, careful: bool) -> set[RunId]:
+def _apply(cur: sqlite3.Cursor, writes: list[Write], *, careful: bool) -> set[RunId]:
     """Apply a batch's writes inside its transaction; returns the runs whose log lost a write.
 
     Not ``careful``: the first failing write raises (the caller undoes the pass). ``careful``:
@@ -226,7 +340,7 @@ def _apply(cur: sqlite3.Cursor, writes: list[_Write], *, careful: bool) -> set[R
         cur.execute("SAVEPOINT w")
         try:
             write.result = write.apply(cur)
-        except _WRITE_ERRORS as exc:
+        except WRITE_ERRORS as exc:
             cur.execute("ROLLBACK TO w")
             write.error = _as_store_error(write, exc)
             if write.logged:
@@ -235,7 +349,7 @@ def _apply(cur: sqlite3.Cursor, writes: list[_Write], *, careful: bool) -> set[R
     return failed
 
 
-def _as_store_error(write: _Write, exc: Exception) -> StoreError:
+def _as_store_error(write: Write, exc: Exception) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
     error = StoreError(f"run {write.run_id!r}: cannot store this write: {exc}")

@@ -14,13 +14,14 @@ from cadenza.core.ids import RunId
 from cadenza.core.status import WorkflowStatus
 from cadenza.store.stored import StoredApproval as StoredApproval
 from cadenza.store.stored import StoredEvent as StoredEvent
-from cadenza.store.stored import StoredLog
+from cadenza.store.stored import StoredLog as StoredLog
 from cadenza.store.stored import StoredRun as StoredRun
 from cadenza.store.stored import StoredSnapshot as StoredSnapshot
 
 if TYPE_CHECKING:
     from cadenza.resilience.breaker import BreakerBackend
     from cadenza.resilience.limits import BulkheadRegistry
+    from cadenza.store.runlog import RunLog
 
 #: The queue a run is submitted to unless it names one.
 DEFAULT_QUEUE = "default"
@@ -188,6 +189,12 @@ class Store(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    @property
+    def run_log(self) -> RunLog:
+        """The store's run log (:mod:`cadenza.store.runlog`): how a writer with transactions
+        of its own (the LangGraph checkpointers) keeps runs in this store, as the store would."""
+        ...
 
     async def create_run(self, run: RunRecord, events: Sequence[Event]) -> None: ...
 

@@ -10,12 +10,13 @@ from typing import Any
 
 import pydantic_core
 
-from cadenza.core.errors import ConflictError, RunNotFound, StoreError
+from cadenza.core.errors import ConflictError, RunNotFound
 from cadenza.core.events import Event
 from cadenza.core.ids import RunId
 from cadenza.core.status import WorkflowStatus
-from cadenza.observe.audit import GENESIS, encode_stored, link
+from cadenza.observe.audit import GENESIS
 from cadenza.store import _approvals
+from cadenza.store._memory_events import chain, check_sequence, encode
 from cadenza.store._rows import command_json
 from cadenza.store.base import (
     CLAIMABLE,
@@ -32,6 +33,7 @@ from cadenza.store.base import (
     StoredSnapshot,
 )
 from cadenza.store.run_ids import CANDIDATES, check_prefix, pick_run_id
+from cadenza.store.runlog import Op, RunHead, RunLog, check_loggable
 
 
 class MemoryStore:
@@ -54,11 +56,20 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
+    @property
+    def run_log(self) -> RunLog:
+        """This store's run log (see :mod:`cadenza.store.runlog`): its operations need no
+        connection (run them with :func:`~cadenza.store.runlog.complete`)."""
+        return MemoryRunLog(self)
+
     async def create_run(self, run: RunRecord, events: Sequence[Event]) -> None:
+        self._create(run, events)
+
+    def _create(self, run: RunRecord, events: Sequence[Event]) -> None:
         if run.run_id in self._runs:
             raise ConflictError(f"run {run.run_id!r} already exists")
-        _check_sequence(run.run_id, 0, events)
-        stored = _encode(run.run_id, events)
+        check_sequence(run.run_id, 0, events)
+        stored = encode(run.run_id, events)
         self._runs[run.run_id] = run
         self._events[run.run_id] = stored
         self._chained[run.run_id] = []
@@ -75,14 +86,26 @@ class MemoryStore:
         durable: bool = True,
         epoch: int | None = None,
     ) -> None:
+        self._append(run_id, events, status, error, snapshot, epoch)
+
+    def _append(
+        self,
+        run_id: RunId,
+        events: Sequence[Event],
+        status: WorkflowStatus | None = None,
+        error: str | None = None,
+        snapshot: Snapshot | None = None,
+        epoch: int | None = None,
+        now: float | None = None,
+    ) -> None:
         log = self._events.get(run_id)
         if log is None:
             raise RunNotFound(run_id)
         run = self._runs[run_id]
         if epoch is not None and run.epoch != epoch:
             raise LeaseLost(run_id, epoch, run.epoch)
-        _check_sequence(run_id, len(log), events)
-        encoded = _encode(run_id, events)
+        check_sequence(run_id, len(log), events)
+        encoded = encode(run_id, events)
         body = None
         if snapshot is not None:
             # Stored as JSON, like the durable stores: what cannot be stored fails here too.
@@ -93,7 +116,7 @@ class MemoryStore:
             self._runs[run_id] = run.evolve(
                 status=status or run.status,
                 error=error if error is not None else run.error,
-                updated_at=time.time(),
+                updated_at=time.time() if now is None else now,
                 wake_at=None if status is not None and status.terminal else run.wake_at,
             )
         if snapshot is not None and body is not None:
@@ -130,13 +153,16 @@ class MemoryStore:
         )
 
     async def read_events(self, run_id: RunId, *, after_seq: int = 0) -> list[Event]:
+        return self._read(run_id, after_seq)
+
+    def _read(self, run_id: RunId, after_seq: int = 0) -> list[Event]:
         log = self._events.get(run_id)
         if log is None:
             raise RunNotFound(run_id)
         chained = self._chained[run_id]
         if len(chained) < len(log):
             prev = chained[-1].hash if chained else GENESIS
-            chained.extend(_chain(run_id, prev, log[len(chained) :]))
+            chained.extend(chain(run_id, prev, log[len(chained) :]))
         return chained[after_seq:]
 
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None:
@@ -201,7 +227,7 @@ class MemoryStore:
         run = self._runs.get(run_id)
         if run is None:
             return StoredLog(run_id, None, [], None)
-        chained = await self.read_events(run_id)
+        chained = self._read(run_id)
         events = [
             StoredEvent(
                 e.seq, str(e.type), e.path, e.scope, e.attempt, blob.decode(), e.ts,
@@ -338,48 +364,53 @@ class MemoryStore:
         return self._commands.get(command_id)
 
 
+class MemoryRunLog:
+    """The memory store's run log: each operation does its work when it is run, yielding no
+    statement. Its heads carry no hash (the store chains events when they are read)."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def head(self, run_id: RunId) -> Op[RunHead]:
+        yield from ()
+        run = self._store._runs.get(run_id)
+        if run is None:
+            return RunHead(run_id)
+        log = self._store._events[run_id]
+        ts = log[-1][0].ts if log else None
+        return RunHead(run_id, True, run.workflow, run.version, run.status, len(log), "", ts)
+
+    def create(self, run: RunRecord, events: Sequence[Event]) -> Op[RunHead | None]:
+        yield from ()
+        check_loggable(run.run_id, events)
+        if run.run_id in self._store._runs:
+            return None
+        self._store._create(run, events)
+        return (yield from self.head(run.run_id))
+
+    def append(
+        self,
+        head: RunHead,
+        events: Sequence[Event],
+        *,
+        status: WorkflowStatus | None = None,
+        error: str | None = None,
+        now: float | None = None,
+    ) -> Op[RunHead]:
+        yield from ()
+        check_loggable(head.run_id, events)
+        self._store._append(head.run_id, events, status, error, now=now)
+        return (yield from self.head(head.run_id))
+
+    def read(self, run_id: RunId, *, after_seq: int = 0) -> Op[list[Event]]:
+        yield from ()
+        return self._store._read(run_id, after_seq)
+
+
 def _due(run: RunRecord, now: float) -> float | None:
     """The run's ``wake_at`` once it must be picked up by now (held, or sent a command)."""
     if run.status.terminal:
         return None
     return now if run.wake_at is None or run.wake_at > now else run.wake_at
-
-
-def _encode(run_id: RunId, events: Sequence[Event]) -> list[tuple[Event, bytes]]:
-    """Each event with its data as JSON; what cannot be stored is refused here, before
-    anything is kept."""
-    out: list[tuple[Event, bytes]] = []
-    for e in events:
-        try:
-            out.append((e, pydantic_core.to_json(e.data)))
-        except (TypeError, ValueError) as exc:
-            raise StoreError(
-                f"run {run_id!r}: cannot store event {e.seq} ({e.type}): {exc}"
-            ) from exc
-    return out
-
-
-def _chain(run_id: RunId, prev_hash: str, stored: Sequence[tuple[Event, bytes]]) -> list[Event]:
-    """The stored events as read back: data decoded from its JSON, hashes chained to
-    ``prev_hash`` exactly as a durable store computes them."""
-    chained: list[Event] = []
-    for e, blob in stored:
-        data = pydantic_core.from_json(blob)
-        body = encode_stored(run_id, e.seq, str(e.type), e.path, e.scope, e.attempt, data, e.ts)
-        digest = link(prev_hash, body)
-        chained.append(
-            Event(run_id, e.seq, e.type, e.path, e.scope, e.attempt, data, e.ts, prev_hash, digest)
-        )
-        prev_hash = digest
-    return chained
-
-
-def _check_sequence(run_id: RunId, last: int, events: Sequence[Event]) -> None:
-    for offset, event in enumerate(events, start=1):
-        if event.run_id != run_id:
-            raise StoreError(f"event {event.seq} belongs to run {event.run_id!r}, not {run_id!r}")
-        if event.seq != last + offset:
-            raise ConflictError(
-                f"run {run_id!r}: expected event seq {last + offset}, got {event.seq} "
-                "(another writer appended first)"
-            )

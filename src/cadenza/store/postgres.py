@@ -33,8 +33,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -52,31 +51,27 @@ from cadenza.store import _pg_approvals, _pg_audit
 from cadenza.store import _pg_sql as q
 from cadenza.store._approvals import changes
 from cadenza.store._pg_leases import PostgresLeases
+from cadenza.store._pg_migrate import migrate_postgres
 from cadenza.store._pg_resilience import PostgresBreakerBackend, PostgresBulkheads
 from cadenza.store._pg_writes import Append, Create, GroupCommit
 from cadenza.store._rows import dumps as _dumps
 from cadenza.store._rows import event_rows as _event_rows
-from cadenza.store._rows import events_from_rows, run_filter, run_row
+from cadenza.store._rows import run_filter, run_row
 from cadenza.store._rows import run_from_row as _run_from_row
+from cadenza.store._sql_runlog import PostgresRunLog
 from cadenza.store.base import PendingApproval, RunRecord, Snapshot, StoredLog
-from cadenza.store.migrate import load_migrations
 from cadenza.store.run_ids import CANDIDATES, check_prefix, pick_run_id
+from cadenza.store.runlog import RunLog, adrive
 
-__all__ = ["DEFAULT_DSN", "ENV_DSN", "PostgresStore", "migrate_postgres"]
+__all__ = ["DEFAULT_DSN", "ENV_DSN", "RUN_LOG", "PostgresStore", "migrate_postgres"]
+
+#: The run log of every Cadenza PostgreSQL database (see :mod:`cadenza.store.runlog`): drive
+#: its operations in a transaction of a connection whose ``search_path`` finds the tables.
+RUN_LOG: RunLog = PostgresRunLog()
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: Environment variables read (in this order) when no ``dsn`` is given.
 ENV_DSN = ("CADENZA_PG", "CADENZA_STORE")
-
-#: Work in Python that a migration needs after its SQL, in its transaction: filling a new
-#: table from the logs (the fold is Python). Each runs once, right after its migration.
-_AFTER: dict[int, Callable[[psycopg.AsyncConnection[Any]], Awaitable[object]]] = {
-    5: _pg_approvals.backfill,
-}
-
-# The first key of the migration lock (pg_advisory_xact_lock(int, int)); the second is the
-# schema name's hash.
-_MIGRATE_LOCK = 0x0CADE2A
 
 
 def _where(dsn: str) -> str:
@@ -119,50 +114,6 @@ def _store_error(exc: BaseException, dsn: str, doing: str) -> StoreError:
     return error
 
 
-async def migrate_postgres(conn: psycopg.AsyncConnection[Any], schema: str | None) -> int:
-    """Bring ``schema`` (``None``: the connection's current schema) up to date; returns the
-    schema version. One transaction under an advisory lock keyed on the schema name, so
-    concurrent openers apply each migration exactly once."""
-    migrations = load_migrations("postgres")
-    latest = migrations[-1].version
-    async with conn.transaction():
-        name = schema
-        if name is None:
-            name = (await (await conn.execute("SELECT current_schema()")).fetchone() or [""])[0]
-            if not name:
-                raise StoreError("no current schema: the search_path names no existing schema")
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))", (_MIGRATE_LOCK, name)
-        )
-        if schema is not None:
-            await conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
-            )
-            await conn.execute(
-                sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema))
-            )
-        await conn.execute(q.SCHEMA_VERSION_TABLE)
-        row = await (
-            await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-        ).fetchone()
-        current = int(row[0]) if row else 0
-        if current > latest:
-            raise StoreError(
-                f"the database schema is version {current}, newer than this Cadenza knows "
-                f"({latest}); upgrade Cadenza to use it"
-            )
-        for migration in migrations[current:]:
-            await conn.execute(migration.sql.encode())  # several statements, no parameters
-            after = _AFTER.get(migration.version)
-            if after is not None:
-                await after(conn)
-            await conn.execute(
-                "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
-                (migration.version, migration.name, time.time()),
-            )
-    return latest
-
-
 class PostgresStore(PostgresLeases):
     """Runs, event logs and snapshots in PostgreSQL (see the module docstring).
 
@@ -171,6 +122,8 @@ class PostgresStore(PostgresLeases):
     tables (created if missing). ``min_size``/``max_size`` size the connection pool; ``writers``
     is how many group-commit transactions may be in flight at once. Call :meth:`open` before
     use (idempotent) and :meth:`close` at the end (it writes held events first)."""
+
+    run_log: RunLog = RUN_LOG
 
     def __init__(
         self,
@@ -399,10 +352,7 @@ class PostgresStore(PostgresLeases):
 
     async def read_events(self, run_id: RunId, *, after_seq: int = 0) -> list[Event]:
         async with self._conn(f"reading the events of run {run_id!r}") as conn:
-            rows = await (await conn.execute(q.READ_EVENTS, (run_id, after_seq))).fetchall()
-            if not rows and await (await conn.execute(q.RUN_EXISTS, (run_id,))).fetchone() is None:
-                raise RunNotFound(run_id)
-        return events_from_rows(run_id, rows)
+            return await adrive(conn.cursor(), RUN_LOG.read(run_id, after_seq=after_seq))
 
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None:
         async with self._conn(f"loading the snapshot of run {run_id!r}") as conn:

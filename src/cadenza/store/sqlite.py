@@ -1,17 +1,21 @@
 """A durable store in one SQLite file: the default for a single machine.
 
-Writes are *group-committed*: every write (``create_run``, ``append``, claims, renewals,
-releases and commands, see :mod:`cadenza.store._sqlite_leases`) issued during one event-loop
-iteration joins a batch, and the batch is written in a single ``BEGIN IMMEDIATE … COMMIT``
-scheduled with ``loop.call_soon``. A fenced append (``epoch=``) is stored only while the run's
-lease epoch is still the writer's, checked inside the batch under SQLite's one write lock (so
-it holds across processes on one machine). One run's
-:class:`ConflictError` fails only that write: the batch is first applied without per-write
-savepoints, and if a write fails, that pass is rolled back and redone with each write in its own
-``SAVEPOINT`` (conflicts are rare; a savepoint per write costs about a third of a large
-batch's time). A caller's
-awaitable resolves after the batch has committed, so a lone sequential run still sees each append
-on disk before it continues, while 500 concurrent runs share one commit (and one fsync).
+Writes are *group-committed* (:class:`~cadenza.store._sqlite_writes.GroupCommit`): every write
+(``create_run``, ``append``, claims, renewals, releases and commands, see
+:mod:`cadenza.store._sqlite_leases`) issued during one event-loop iteration joins a batch, and
+the batch is written in a single ``BEGIN IMMEDIATE … COMMIT`` scheduled with
+``loop.call_soon``. A fenced append (``epoch=``) is stored only while the run's lease epoch is
+still the writer's, checked inside the batch under SQLite's one write lock (so it holds across
+processes on one machine). One run's :class:`ConflictError` fails only that write: the batch is
+first applied without per-write savepoints, and if a write fails, that pass is rolled back and
+redone with each write in its own ``SAVEPOINT`` (conflicts are rare; a savepoint per write
+costs about a third of a large batch's time). A caller's awaitable resolves after the batch has
+committed, so a lone sequential run still sees each append on disk before it continues, while
+500 concurrent runs share one commit (and one fsync).
+
+A writer outside the engine (the LangGraph checkpointers) keeps runs in the file through
+:data:`RUN_LOG`, on a connection of its own prepared by :func:`prepare`: the same statements,
+rows and audit chain as the store's.
 
 All SQLite calls happen on the event-loop thread: they are short, and a thread hop costs more
 than a WAL commit. The one place that can block is ``BEGIN IMMEDIATE`` while another *process*
@@ -21,14 +25,11 @@ holds the write lock; it waits at most ``busy_timeout`` seconds, then the batch 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import os
 import sqlite3
 import time
 from collections.abc import Collection, Sequence
-from typing import Any
 
 from pydantic_core import from_json
 
@@ -38,46 +39,40 @@ from cadenza.core.ids import RunId
 from cadenza.core.status import TERMINAL, WorkflowStatus
 from cadenza.observe.audit import GENESIS
 from cadenza.store import _sqlite_approvals
+from cadenza.store import _sqlite_sql as q
 from cadenza.store._approvals import changes
-from cadenza.store._rows import dumps as _dumps
-from cadenza.store._rows import event_rows as _event_rows
-from cadenza.store._rows import events_from_rows, run_filter, run_row
-from cadenza.store._rows import run_from_row as _run_from_row
+from cadenza.store._rows import RUN_COLUMNS, dumps, event_rows, run_filter, run_from_row, run_row
+from cadenza.store._sql_runlog import SQLiteRunLog
 from cadenza.store._sqlite_audit import read_stored, stored_run_ids
 from cadenza.store._sqlite_leases import SQLiteLeases
 from cadenza.store._sqlite_migrate import migrate_sqlite, split_sql_script, use_wal
-from cadenza.store._sqlite_writes import (
-    _GET_RUN,
-    _LAST_SEQ,
-    _LOAD_SNAPSHOT,
-    _READ_EVENTS,
-    _RUN_COLUMNS,
-    _RUN_EXISTS,
-    _WRITE_ERRORS,
-    _Append,
-    _apply,
-    _as_store_error,
-    _CreateRun,
-    _Write,
-)
+from cadenza.store._sqlite_writes import Append, CreateRun, GroupCommit
 from cadenza.store.base import PendingApproval, RunRecord, Snapshot, StoredLog
 from cadenza.store.run_ids import CANDIDATES, check_prefix, pick_run_id, prefix_upper_bound
+from cadenza.store.runlog import RunLog, drive
 
-__all__ = ["SQLiteStore", "migrate_sqlite", "split_sql_script"]
-
-log = logging.getLogger(__name__)
+__all__ = ["RUN_LOG", "SQLiteStore", "migrate_sqlite", "prepare", "split_sql_script"]
 
 DEFAULT_PATH = "./cadenza.db"
 ENV_PATH = "CADENZA_DB"
 
-# How many runs' last seq numbers (and hashes) to remember before starting afresh (each miss
-# costs a SELECT).
-_LAST_SEQ_CACHE_LIMIT = 100_000
+#: The run log of every SQLite store file (see :mod:`cadenza.store.runlog`): drive its
+#: operations on a connection :func:`prepare` set up, inside a ``BEGIN IMMEDIATE`` transaction.
+RUN_LOG: RunLog = SQLiteRunLog()
 
 # A range over the primary key's index (see prefix_upper_bound).
 _IDS_WITH_PREFIX = (
     "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT ?"
 )
+
+
+def prepare(conn: sqlite3.Connection, *, fast: bool, busy_timeout: float) -> None:
+    """Make a connection's file a store file: WAL mode, ``synchronous`` as ``fast`` says (see
+    :class:`SQLiteStore`), the schema up to date. What a connection that writes runs to the
+    file needs first; raises :class:`sqlite3.Error`."""
+    use_wal(conn, busy_timeout)
+    conn.execute(f"PRAGMA synchronous = {'NORMAL' if fast else 'FULL'}")
+    migrate_sqlite(conn)
 
 
 class SQLiteStore(SQLiteLeases):
@@ -101,6 +96,8 @@ class SQLiteStore(SQLiteLeases):
     (another runner, the CLI) before failing.
     """
 
+    run_log: RunLog = RUN_LOG
+
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
@@ -114,15 +111,8 @@ class SQLiteStore(SQLiteLeases):
         self.fast = fast
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
-        self._cur: sqlite3.Cursor | None = None
-        # Writes waiting for the next batch, in call order (durable=False ones included).
-        self._queue: list[_Write] = []
-        self._flush_handle: asyncio.Handle | None = None
-        # run -> (last seq, its audit hash) as they will be once every queued write has
-        # committed: appends continue the seq and the hash chain from here. Present only for
-        # runs known to exist. Never ahead of the file unless a queued write fails, and then the
-        # entry is dropped; another process appending makes it lag, which the primary key catches.
-        self._last: dict[RunId, tuple[int, str]] = {}
+        self._cur: sqlite3.Cursor | None = None  # for reads; writes go through the group commit
+        super().__init__(GroupCommit(self.path, repr(self)))
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, fast={self.fast})"
@@ -139,9 +129,7 @@ class SQLiteStore(SQLiteLeases):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         try:
-            use_wal(conn, self.busy_timeout)
-            conn.execute(f"PRAGMA synchronous = {'NORMAL' if self.fast else 'FULL'}")
-            migrate_sqlite(conn)
+            prepare(conn, fast=self.fast, busy_timeout=self.busy_timeout)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot prepare SQLite database {self.path!r}: {exc}") from exc
@@ -150,13 +138,13 @@ class SQLiteStore(SQLiteLeases):
             raise
         self._conn = conn
         self._cur = conn.cursor()
+        self._writer.attach(conn)
 
     async def close(self) -> None:
         if self._conn is None:
             return
-        self._flush_now()
+        self._writer.detach()
         conn, self._conn, self._cur = self._conn, None, None
-        self._last.clear()
         with contextlib.suppress(sqlite3.Error):  # advisory only
             conn.execute("PRAGMA optimize")
         conn.close()
@@ -171,23 +159,24 @@ class SQLiteStore(SQLiteLeases):
     async def flush(self) -> None:
         """Write every queued write now, held ``durable=False`` events included."""
         self._require_open()
-        self._flush_now()
+        self._writer.flush()
 
     # -- writes (group-committed) --------------------------------------------------------------
 
     async def create_run(self, run: RunRecord, events: Sequence[Event]) -> None:
         self._require_open()
         run_id = run.run_id
-        if run_id in self._last:  # a run the file does not know yet is checked by its key
+        writer = self._writer
+        if writer.knows(run_id):  # a run the file does not know yet is checked by its key
             raise ConflictError(f"run {run_id!r} already exists")
-        rows, head = _event_rows(run_id, 0, GENESIS, events)
+        rows, head = event_rows(run_id, 0, GENESIS, events)
         try:
-            input_json = _dumps(run.input)
+            input_json = dumps(run.input)
         except ValueError as exc:
             raise StoreError(f"run {run_id!r}: input cannot be stored as JSON: {exc}") from exc
         row = run_row(run, input_json)
-        self._last[run_id] = (len(rows), head)
-        await self._submit(_CreateRun(run_id, row, rows, changes(events)))
+        writer.project(run_id, len(rows), head)
+        await writer.submit(CreateRun(run_id, row, rows, changes(events)))
 
     async def append(
         self,
@@ -200,31 +189,25 @@ class SQLiteStore(SQLiteLeases):
         durable: bool = True,
         epoch: int | None = None,
     ) -> None:
-        cur = self._require_open()
-        cached = self._last.get(run_id)
-        if cached is None:
-            exists, max_seq, last_hash = cur.execute(_LAST_SEQ, (run_id,)).fetchone()
-            if not exists:
-                raise RunNotFound(run_id)
-            last, head = max_seq or 0, last_hash or GENESIS
-        else:
-            last, head = cached
-        rows, head = _event_rows(run_id, last, head, events)
+        self._require_open()
+        writer = self._writer
+        last, head = writer.last(run_id)
+        rows, head = event_rows(run_id, last, head, events)
         snapshot_row = None
         if snapshot is not None:
             try:
                 snapshot_row = (
                     run_id,
                     snapshot.seq,
-                    _dumps(snapshot.state),
-                    _dumps(snapshot.buffers),
+                    dumps(snapshot.state),
+                    dumps(snapshot.buffers),
                 )
             except ValueError as exc:
                 raise StoreError(
                     f"run {run_id!r}: snapshot cannot be stored as JSON: {exc}"
                 ) from exc
-        self._last[run_id] = (last + len(rows), head)
-        write = _Append(
+        writer.project(run_id, last + len(rows), head)
+        write = Append(
             run_id,
             rows,
             str(status) if status is not None else None,
@@ -236,103 +219,17 @@ class SQLiteStore(SQLiteLeases):
             changes(events),
         )
         if not durable:
-            self._queue.append(write)  # written with the next batch, or by close()
+            writer.hold(write)  # written with the next batch, or by close()
             return
-        loop = asyncio.get_running_loop()  # _submit, inlined
-        write.future = future = loop.create_future()
-        self._queue.append(write)
-        if self._flush_handle is None:
-            self._flush_handle = loop.call_soon(self._flush)
-        await future
-
-    def _submit(self, write: _Write) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        write.future = future = loop.create_future()
-        self._queue.append(write)
-        if self._flush_handle is None:
-            self._flush_handle = loop.call_soon(self._flush)
-        return future
-
-    def _flush_now(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-        self._flush()
-
-    def _flush(self) -> None:
-        """Write the queued writes in one transaction and resolve their futures."""
-        self._flush_handle = None
-        writes, self._queue = self._queue, []
-        if not writes:
-            return
-        cur = self._cur
-        assert cur is not None
-        try:
-            cur.execute("BEGIN IMMEDIATE")
-            if len(writes) == 1:
-                try:
-                    failed = _apply(cur, writes, careful=False)
-                except _WRITE_ERRORS as exc:
-                    cur.execute("ROLLBACK")
-                    writes[0].error = _as_store_error(writes[0], exc)
-                    failed = {writes[0].run_id}
-                else:
-                    cur.execute("COMMIT")
-            else:
-                # Optimistically without a savepoint per write (they cost ~20% of a batch);
-                # if one write fails, undo the pass and redo it with them.
-                cur.execute("SAVEPOINT batch")
-                try:
-                    failed = _apply(cur, writes, careful=False)
-                except _WRITE_ERRORS:
-                    cur.execute("ROLLBACK TO batch")
-                    failed = _apply(cur, writes, careful=True)
-                cur.execute("COMMIT")
-        except Exception as exc:
-            self._abort(writes, exc)
-            return
-
-        last = self._last
-        for run_id in failed:
-            last.pop(run_id, None)
-        if len(last) > _LAST_SEQ_CACHE_LIMIT:
-            last.clear()  # safe: nothing is queued, so the file holds every projected seq
-        for write in writes:
-            if write.finished:
-                last.pop(write.run_id, None)
-            future = write.future
-            if future is None:
-                if write.error is not None:
-                    log.warning("dropped held events of run %r: %s", write.run_id, write.error)
-            elif not future.done():
-                if write.error is not None:
-                    future.set_exception(write.error)
-                else:
-                    future.set_result(write.result)
-
-    def _abort(self, writes: list[_Write], exc: Exception) -> None:
-        """The batch as a whole failed (lock timeout, I/O error): nothing of it is stored."""
-        conn = self._conn
-        if conn is not None and conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):  # the connection may be broken already
-                conn.execute("ROLLBACK")
-        self._last.clear()
-        message = f"writing to SQLite database {self.path!r} failed: {exc}"
-        for write in writes:
-            future = write.future
-            if future is None:
-                log.warning("dropped held events of run %r: %s", write.run_id, exc)
-            elif not future.done():
-                error = StoreError(message)
-                error.__cause__ = exc
-                future.set_exception(error)
+        await writer.submit(write)
 
     # -- reads ---------------------------------------------------------------------------------
 
     async def get_run(self, run_id: RunId) -> RunRecord:
-        row = self._require_open().execute(_GET_RUN, (run_id,)).fetchone()
+        row = self._require_open().execute(q.GET_RUN, (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(run_id)
-        return _run_from_row(row)
+        return run_from_row(row)
 
     async def list_runs(
         self,
@@ -346,8 +243,8 @@ class SQLiteStore(SQLiteLeases):
         if found is None:
             return []
         where, params = found
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs {where}ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        return [_run_from_row(row) for row in cur.execute(sql, params).fetchall()]
+        sql = f"SELECT {RUN_COLUMNS} FROM runs {where}ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        return [run_from_row(row) for row in cur.execute(sql, params).fetchall()]
 
     async def resolve_run_id(self, prefix: str) -> RunId:
         check_prefix(prefix)
@@ -356,17 +253,13 @@ class SQLiteStore(SQLiteLeases):
         return pick_run_id(prefix, [row[0] for row in rows])
 
     async def read_events(self, run_id: RunId, *, after_seq: int = 0) -> list[Event]:
-        cur = self._require_open()
-        rows = cur.execute(_READ_EVENTS, (run_id, after_seq)).fetchall()
-        if not rows and cur.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
-            raise RunNotFound(run_id)
-        return events_from_rows(run_id, rows)
+        return drive(self._require_open(), RUN_LOG.read(run_id, after_seq=after_seq))
 
     async def load_snapshot(self, run_id: RunId) -> Snapshot | None:
         cur = self._require_open()
-        row = cur.execute(_LOAD_SNAPSHOT, (run_id,)).fetchone()
+        row = cur.execute(q.LOAD_SNAPSHOT, (run_id,)).fetchone()
         if row is None:
-            if cur.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
+            if cur.execute(q.RUN_EXISTS, (run_id,)).fetchone() is None:
                 raise RunNotFound(run_id)
             return None
         seq, state, buffers = row

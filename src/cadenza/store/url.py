@@ -38,6 +38,7 @@ def open_store(where: str | os.PathLike[str] | None = None, *, create: bool = Tr
 
         return MemoryStore()
     if kind == "postgres":
+        assert target is not None  # a postgres URL always names its target
         return _postgres(target)
     from cadenza.store.sqlite import SQLiteStore
 

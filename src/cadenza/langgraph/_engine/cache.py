@@ -20,7 +20,7 @@ from cadenza.langgraph._keys import ERROR, INTERRUPT
 if TYPE_CHECKING:
     from cadenza.langgraph._engine.task import Task
 
-__all__ = ("CACHE_NS_WRITES", "NodeCache", "namespace")
+__all__ = ("CACHE_NS_WRITES", "NodeCache", "RunCache", "namespace")
 
 CACHE_NS_WRITES = "__pregel_ns_writes"
 
@@ -125,3 +125,47 @@ class NodeCache:
 
     async def aclear(self, namespaces: Sequence[Namespace]) -> None:
         await self.cache.aclear(namespaces)
+
+
+class RunCache:
+    """What one run does with its graph's :class:`NodeCache`: the keys of its step's tasks,
+    and (``deferred``, the async driver) the entries it stores once the driver awaits
+    :meth:`astore`."""
+
+    __slots__ = ("deferred", "entries", "keys", "node_cache")
+
+    def __init__(self, node_cache: NodeCache, *, deferred: bool) -> None:
+        self.node_cache = node_cache
+        self.deferred = deferred
+        self.keys: dict[str, CacheKey] = {}
+        self.entries: list[dict[Any, Any]] = []
+
+    def match(self, tasks: Mapping[str, Task]) -> list[tuple[Task, Writes]]:
+        """Before the step's tasks run: the stored writes of those not run yet that have
+        an entry."""
+        self.keys = keys = self.node_cache.keys(tasks.values())
+        return self.node_cache.lookup({t: v for t, v in tasks.items() if not v.writes}, keys)
+
+    async def amatch(self, tasks: Mapping[str, Task]) -> list[tuple[Task, Writes]]:
+        self.keys = keys = self.node_cache.keys(tasks.values())
+        todo = {t: v for t, v in tasks.items() if not v.writes}
+        return await self.node_cache.alookup(todo, keys)
+
+    def store(self, task_id: str, writes: Sequence[tuple[str, Any]]) -> None:
+        """Cache the writes of a task that finished (of a cached node): now, or once the
+        driver awaits :meth:`astore`."""
+        key = self.keys.get(task_id)
+        if key is None:
+            return
+        entry = self.node_cache.entry(key, writes)
+        if entry is None:
+            return
+        if self.deferred:
+            self.entries.append(entry)
+        else:
+            self.node_cache.cache.set(entry)
+
+    async def astore(self) -> None:
+        entries, self.entries = self.entries, []
+        for entry in entries:
+            await self.node_cache.cache.aset(entry)

@@ -103,7 +103,7 @@ class Caller:
             elif name == "store":
                 kwargs[name] = task.loop.store
             elif name == "runtime":
-                kwargs[name] = task.loop.runtime(task)
+                kwargs[name] = task.loop.services.runtime(task)
             else:
                 kwargs[name] = None
         return kwargs

@@ -47,7 +47,7 @@ def drive(loop: Loop, eager: bool = False) -> Iterator[None]:
             # calls still queued for the saver (a run left unfinished, another thread's) are
             # stored before the thread is read; a no-op when nothing is queued
             flush_saver(saver)
-        loop.start(saver.get_tuple(loop.load_config()) if saver is not None else None)
+        loop.start(saver.get_tuple(loop.position.load_config()) if saver is not None else None)
         while loop.tick():
             if loop.cache is not None:
                 loop.match_cached()
@@ -61,7 +61,8 @@ def drive(loop: Loop, eager: bool = False) -> Iterator[None]:
                     loop.commit(task, exc)
                     yield
                     raise
-                loop.hold_writes()
+                if loop.calls is not None:
+                    loop.calls.hold_writes()
                 loop.commit(task, None)
             elif tasks:
                 yield from _run_all(loop, tasks)
@@ -70,12 +71,12 @@ def drive(loop: Loop, eager: bool = False) -> Iterator[None]:
         handled = loop.exit(exc)
         if not handled:
             with contextlib.suppress(Exception):  # the run's own error is the one to raise
-                loop.settle()
+                _settle(loop)
             raise
-        loop.settle()
+        _settle(loop)
     else:
         loop.exit(None)
-        loop.settle()
+        _settle(loop)
     yield
     if loop.status == "out_of_steps":
         raise recursion_error(loop)
@@ -108,14 +109,27 @@ def _run_all(loop: Loop, tasks: list[Any]) -> Iterator[None]:
         raise GraphInterrupt(tuple(interrupts))
 
 
+def _settle(loop: Loop) -> None:
+    if loop.calls is not None:
+        loop.calls.settle()
+
+
+async def _asettle(loop: Loop) -> None:
+    if loop.calls is not None:
+        await loop.calls.asettle()
+
+
 async def _flush(loop: Loop) -> None:
     """Make the saver calls the loop queued: now, or ("async") behind the run."""
-    if loop.cache is not None and loop.cache_sets:
-        await loop.astore_cached()
-    calls = loop.take_io()
-    if loop.behind is not None:
+    if loop.cache is not None and loop.cache.entries:
+        await loop.cache.astore()
+    if loop.calls is None:
+        return
+    calls = loop.calls.take_io()
+    behind = loop.calls.behind
+    if behind is not None:
         if calls:
-            loop.behind.submit(calls)
+            behind.submit(calls)
         return
     for method, args in calls:
         await getattr(loop.saver, "a" + method)(*args)
@@ -129,7 +143,7 @@ async def adrive(loop: Loop, wake: asyncio.Event | None = None) -> AsyncIterator
         saver = loop.saver
         if saver is not None:
             flush_saver(saver)  # calls a sync run handed to the saver's writer thread
-        saved = await saver.aget_tuple(loop.load_config()) if saver is not None else None
+        saved = await saver.aget_tuple(loop.position.load_config()) if saver is not None else None
         loop.start(saved)
         await _flush(loop)
         while loop.tick():
@@ -159,13 +173,13 @@ async def adrive(loop: Loop, wake: asyncio.Event | None = None) -> AsyncIterator
         await _flush(loop)
         if not handled:
             with contextlib.suppress(Exception):  # the run's own error is the one to raise
-                await loop.asettle()
+                await _asettle(loop)
             raise
-        await loop.asettle()
+        await _asettle(loop)
     else:
         loop.exit(None)
         await _flush(loop)
-        await loop.asettle()
+        await _asettle(loop)
     yield
     if loop.status == "out_of_steps":
         raise recursion_error(loop)

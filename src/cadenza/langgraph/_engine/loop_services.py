@@ -1,5 +1,6 @@
 """What a running node can reach through its task: its config, the ``custom`` stream
-writer, its ``Runtime``, and the placement of a subgraph it runs. Part of ``Loop``."""
+writer, its ``Runtime``, and the placement of a subgraph it runs. Each depends on where the
+run is (its :class:`~.loop_position.Position`) and on what the run was given."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from cadenza.langgraph._keys import CHECKPOINT_ID, CHECKPOINT_MAP, CHECKPOINT_NS
 from cadenza.langgraph.runtime import ExecutionInfo, Runtime
 
 if TYPE_CHECKING:
+    from cadenza.langgraph._engine.loop_position import Position
+    from cadenza.langgraph._engine.loop_stream import Stream
     from cadenza.langgraph._engine.task import Task
 
 __all__ = ("TaskServices",)
@@ -30,25 +33,48 @@ def _with_handler(callbacks: Any, handler: Any) -> Any:
 
 
 class TaskServices:
-    """The task-facing half of ``Loop`` (which defines the attributes used here)."""
+    """What the tasks of one run reach (see the module docstring). ``messages`` is the run's
+    handler of the ``messages`` stream (``None``: not streamed); ``checkpointed``: whether the
+    run has a saver (then subgraphs learn their parents' checkpoints)."""
 
-    config: dict[str, Any]
-    saver: Any
-    ns: str
-    checkpoint: dict[str, Any]
-    messages: Any
-    out: Any
-    modes: frozenset[str]
-    context: Any
-    store: Any
-    step: int
+    __slots__ = (
+        "checkpointed",
+        "config",
+        "context",
+        "messages",
+        "ns",
+        "position",
+        "store",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        ns: str,
+        position: Position,
+        stream: Stream,
+        *,
+        checkpointed: bool,
+        context: Any,
+        store: Any,
+        messages: Any,
+    ) -> None:
+        self.config = config
+        self.ns = ns
+        self.position = position
+        self.stream = stream
+        self.checkpointed = checkpointed
+        self.context = context
+        self.store = store
+        self.messages = messages
 
     def task_config(self, task: Task) -> dict[str, Any]:
         """The ``RunnableConfig`` a node sees (LangGraph's keys, none of its internals)."""
         base = self.config
         metadata = {
             **base["metadata"],
-            "langgraph_step": self.step,
+            "langgraph_step": self.position.step,
             "langgraph_node": task.name,
             "langgraph_triggers": task.triggers,
             "langgraph_path": task.path,
@@ -57,10 +83,10 @@ class TaskServices:
         if task.node.metadata:
             metadata.update(task.node.metadata)
         conf = {**base[CONF], CHECKPOINT_NS: task.ns, CHECKPOINT_ID: None}
-        if self.saver is not None:
+        if self.checkpointed:
             conf[CHECKPOINT_MAP] = {
                 **base[CONF].get(CHECKPOINT_MAP, {}),
-                self.ns: self.checkpoint["id"],
+                self.ns: self.position.checkpoint["id"],
             }
         tags = base["tags"]
         if task.node.tags:
@@ -77,8 +103,8 @@ class TaskServices:
         return config
 
     def custom_writer(self, task: Task) -> Callable[[Any], None]:
-        out = self.out
-        if out is None or "custom" not in self.modes:
+        out = self.stream.out
+        if out is None or "custom" not in self.stream.modes:
             return _no_op
         ns = tuple(task.ns.split(NS_SEP)[:-1])
 
@@ -94,7 +120,7 @@ class TaskServices:
             stream_writer=task.writer,
             previous=None,
             execution_info=ExecutionInfo(
-                checkpoint_id=self.checkpoint["id"],
+                checkpoint_id=self.position.checkpoint["id"],
                 checkpoint_ns=task.ns,
                 task_id=task.id,
                 thread_id=self.config[CONF].get("thread_id"),
@@ -109,9 +135,9 @@ class TaskServices:
             ns = f"{ns}{NS_SEP}{task.subgraph_calls}"
         task.subgraph_calls += 1
         conf: dict[str, Any] = {CHECKPOINT_NS: ns, CHECKPOINT_ID: None}
-        if self.saver is not None:
+        if self.checkpointed:
             conf[CHECKPOINT_MAP] = {
                 **self.config[CONF].get(CHECKPOINT_MAP, {}),
-                self.ns: self.checkpoint["id"],
+                self.ns: self.position.checkpoint["id"],
             }
         return conf

@@ -220,7 +220,7 @@ def read_state(
     values: dict[str, Any] = {}
     for key in select:
         if key in managed:
-            values[key] = managed[key].get(loop.step, loop.stop)
+            values[key] = managed[key].get(loop.position.step, loop.stop)
         elif key in channels:
             value = read(key)
             if value is not MISSING:

@@ -5,13 +5,16 @@ task that paused recorded only control writes, and its last interrupt is still p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cadenza.langgraph._keys import CONTROL_WRITES, ERROR, INTERRUPT, NULL_TASK_ID
 
-__all__ = ("TaskStatus", "pending_interrupts", "task_statuses")
+if TYPE_CHECKING:
+    from cadenza.langgraph._engine.task import Task
+
+__all__ = ("TaskStatus", "pending_interrupts", "reapply_finished", "task_statuses")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +57,18 @@ def pending_interrupts(pending_writes: Iterable[tuple[str, str, Any]]) -> set[st
     return {
         i.id for status in task_statuses(pending_writes).values() for i in status.pending_interrupts
     }
+
+
+def reapply_finished(
+    tasks: Mapping[str, Task], pending_writes: Iterable[tuple[str, str, Any]]
+) -> None:
+    """Tasks that finished before an interrupt keep their writes instead of running again."""
+    outputs: dict[str, list[tuple[str, Any]]] = {}
+    for tid, chan, value in pending_writes:
+        if tid in tasks:
+            bucket = outputs.setdefault(tid, [])
+            if chan not in CONTROL_WRITES:
+                bucket.append((chan, value))
+    for tid, writes in outputs.items():
+        if writes:
+            tasks[tid].writes.extend(writes)

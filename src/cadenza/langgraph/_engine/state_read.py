@@ -90,8 +90,8 @@ def bare_loop(
         interrupt_before=(),
         interrupt_after=(),
     )
-    loop.checkpoint = checkpoint
-    loop.step = step
+    loop.position.checkpoint = checkpoint
+    loop.position.step = step
     loop.stop = step + 2
     return loop
 

@@ -16,7 +16,7 @@ from cadenza.langgraph._engine.checkpoint import (
     empty_checkpoint,
     new_versions,
 )
-from cadenza.langgraph._engine.loop_record import accepts_task_path
+from cadenza.langgraph._engine.loop_saver import accepts_task_path
 from cadenza.langgraph._engine.pending import task_statuses
 from cadenza.langgraph._engine.runconfig import ensure_config, patch_configurable
 from cadenza.langgraph._engine.task import Task

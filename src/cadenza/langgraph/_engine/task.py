@@ -111,12 +111,12 @@ class Task:
     def config(self) -> dict[str, Any]:
         """The ``RunnableConfig`` the node sees, built on first use."""
         if self._config is None:
-            self._config = self.loop.task_config(self)
+            self._config = self.loop.services.task_config(self)
         return self._config
 
     @property
     def writer(self) -> Callable[[Any], None]:
-        return self.loop.custom_writer(self)
+        return self.loop.services.custom_writer(self)
 
     def interrupt(self, value: Any, response_schema: Any) -> Any:
         """Answer ``interrupt(value)``: a recorded answer, the step's unnamed resume value,

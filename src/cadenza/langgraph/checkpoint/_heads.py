@@ -2,8 +2,8 @@
 
 Appending a checkpoint's event needs the run's last seq, hash and time, its status, and for a
 root checkpoint the special writes already stored for it (an interrupt that came first). Read
-from the database, that is one statement per ``put``; remembered after the saver's own write
-(a :class:`Tip`), it is none.
+from the database, that is a statement or two per ``put``; remembered after the saver's own
+write (a :class:`Tip`), it is none.
 
 A tip is only as good as the knowledge that nothing else wrote the file since, which SQLite
 gives cheaply: ``PRAGMA data_version`` changes when another connection commits, and the
@@ -25,21 +25,18 @@ import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from cadenza.core.status import WorkflowStatus
-from cadenza.langgraph.checkpoint._runlog import RUN_VERSION, Head, Log
+from cadenza.langgraph.checkpoint._runlog import Head, Log
+from cadenza.store.runlog import RunHead
 
 __all__ = ["HeadCache", "Tip"]
 
 
 @dataclass(slots=True, frozen=True)
 class Tip:
-    """A thread's run as the saver left it: status, last event, and the newest root
+    """A thread's run as the saver left it (its head in the store), and the newest root
     checkpoint id stored (``None``: none)."""
 
-    status: WorkflowStatus
-    seq: int
-    hash: str
-    ts: float | None
+    run: RunHead
     last_root: str | None
 
 
@@ -64,19 +61,20 @@ class HeadCache:
         last = tip.last_root
         if checkpoint_id is not None and last is not None and checkpoint_id <= last:
             return None  # maybe stored already, with special writes not remembered
-        return Head(True, tip.status, RUN_VERSION, tip.seq, tip.hash, tip.ts)
+        return Head(tip.run)
 
     def last_root(self, thread_id: str) -> str | None:
         tip = self._tips.get(thread_id)
         return None if tip is None else tip.last_root
 
     def remember(self, log: Log, last_root: str | None) -> None:
-        """Remember the thread's run as ``log`` leaves it once written."""
-        if log.status is None:  # pragma: no cover - a written log has a run
+        """Remember the thread's run as ``log`` left it once written."""
+        run = log.written
+        if not run.exists:  # pragma: no cover - a written log has a run
             self.forget(log.run_id)
             return
         tips, thread_id = self._tips, log.run_id
-        tips[thread_id] = Tip(log.status, log.seq, log.hash, log.last_ts, last_root)
+        tips[thread_id] = Tip(run, last_root)
         tips.move_to_end(thread_id)
         if len(tips) > self.limit:
             tips.popitem(last=False)

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from cadenza.core.errors import StoreError
 from cadenza.core.status import WorkflowStatus
 from cadenza.langgraph.checkpoint._delta import needed_blobs, version_key
-from cadenza.langgraph.checkpoint._ops import Context, Mode, Op, Stmt, _write_log, read_head
+from cadenza.langgraph.checkpoint._lifecycle import Cause
+from cadenza.langgraph.checkpoint._ops import Context, Mode, Op, Stmt, read_head, write_log
 from cadenza.langgraph.checkpoint._runlog import Head, Log, latest_status
 from cadenza.langgraph.checkpoint._sql import TABLES
 
@@ -44,9 +45,9 @@ def _record(ctx: Context, thread_id: str, head: Head, latest: Latest, why: str) 
     if not head.ours:
         return
     status, _ = yield from _settle(ctx, thread_id, latest)
-    log = Log(thread_id, head)
-    log.set_status(status, why, always=True)
-    yield from _write_log(ctx.dialect, log)
+    log = Log(head)
+    log.set_status(status, why, Cause.DELETION, always=True)
+    yield from write_log(ctx, log)
 
 
 def _delete_all(ctx: Context, thread_id: str) -> Op[int]:
@@ -175,7 +176,7 @@ def copy_thread(ctx: Context, source: str, target: str) -> Op[None]:
     yield from _delete_all(ctx, target)
     for sql in d.copies:
         yield Stmt(sql, {"source": source, "target": target}, Mode.EXEC)
-    log = Log(target, heads[target])
+    log = Log(heads[target])
     latest: Latest = None
     for ns, checkpoint_id, parent_id, _, _, metadata, due in rows:
         md = json.loads(metadata) if metadata else {}
@@ -184,6 +185,6 @@ def copy_thread(ctx: Context, source: str, target: str) -> Op[None]:
             latest = (checkpoint_id, json.loads(due))
     status, reason = yield from _settle(ctx, target, latest)
     if latest is not None:
-        log.set_status(status, reason)
-    if not (yield from _write_log(d, log)):
+        log.set_status(status, reason, Cause.COPY)
+    if not (yield from write_log(ctx, log)):
         raise StoreError(f"thread {target!r}: another writer created it meanwhile; try again")

@@ -1,9 +1,11 @@
 """The checkpointers' operations, written once for both databases and both calling styles.
 
-Each operation is a generator that yields :class:`Stmt` (a statement, its parameters, and what
-to send back: a row count, one row, all rows) and returns its result: it holds the logic and
-no I/O. The savers run it with :func:`drive` (a DB-API cursor: ``sqlite3`` or psycopg) or
-:func:`adrive` (psycopg's async cursor), inside one transaction per operation.
+Each operation is a generator that yields :class:`~cadenza.store.runlog.Stmt` (a statement, its
+parameters, and what to send back: a row count, one row, all rows) and returns its result: it
+holds the logic and no I/O. The savers run it with :func:`~cadenza.store.runlog.drive` (a
+DB-API cursor: ``sqlite3`` or psycopg) or :func:`~cadenza.store.runlog.adrive` (psycopg's async
+cursor), inside one transaction per operation. A thread's run is written through the store's
+run log (:class:`~cadenza.store.runlog.RunLog`), whose operations are of the same kind.
 
 Every operation that changes a thread first reads its run's head (:func:`read_head`), which on
 PostgreSQL locks the run's row: changes to one thread are serialised across processes, so the
@@ -16,10 +18,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -27,105 +28,50 @@ from langgraph.checkpoint.base import (
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
-    CheckpointTuple,
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from cadenza.core.errors import StoreError
-from cadenza.langgraph.checkpoint._delta import (
-    DELTA,
-    ListMemo,
-    is_inline,
-    plan_blobs,
-    rebuild,
-    version_key,
-)
+from cadenza.core.ids import RunId
+from cadenza.langgraph.checkpoint._delta import DELTA, ListMemo, is_inline, plan_blobs
 from cadenza.langgraph.checkpoint._heads import HeadCache
-from cadenza.langgraph.checkpoint._runlog import Head, Log, next_nodes, writes_status
-from cadenza.langgraph.checkpoint._sql import Dialect, check_filter_key
+from cadenza.langgraph.checkpoint._lifecycle import Cause
+from cadenza.langgraph.checkpoint._runlog import Head, Log, Written, next_nodes, writes_status
+from cadenza.langgraph.checkpoint._sql import Dialect
+from cadenza.store.runlog import Mode, Op, RunLog, Stmt, sequence
+
+__all__ = [
+    "Context",
+    "Mode",
+    "Op",
+    "Stmt",
+    "coalesced",
+    "config_of",
+    "put",
+    "put_writes",
+    "read_head",
+    "sequence",
+    "thread_of",
+    "write_log",
+]
 
 T = TypeVar("T")
 
 
-class Mode(IntEnum):
-    EXEC = 0  # send back the row count
-    MANY = 1  # executemany; send back None
-    ONE = 2  # send back one row (or None)
-    ALL = 3  # send back every row
-
-
-class Stmt(NamedTuple):
-    sql: str
-    params: Any
-    mode: Mode
-    #: an INSERT or UPDATE (``EXEC`` or ``MANY``) whose result the operation does not use:
-    #: :func:`coalesced` may run it later, with others of its kind
-    defer: bool = False
-
-
-Op = Generator[Stmt, Any, T]
-
-
 @dataclass(slots=True)
 class Context:
-    """What the operations need from a saver."""
+    """What the operations need from a saver, for one call."""
 
     dialect: Dialect
+    run_log: RunLog  # the store's, for the threads' runs
     serde: SerializerProtocol
     memo: ListMemo
     full_every: int
     heads: HeadCache | None = None  # SQLite: the heads of the threads it wrote last
-
-
-def drive(cur: Any, op: Op[T]) -> T:
-    """Run ``op`` on a DB-API cursor (``sqlite3`` or psycopg)."""
-    result: Any = None
-    try:
-        while True:
-            sql, params, mode, _ = op.send(result)
-            if mode is Mode.MANY:
-                cur.executemany(sql, params)
-                result = None
-                continue
-            cur.execute(sql, params)
-            if mode is Mode.EXEC:
-                result = cur.rowcount
-            elif mode is Mode.ONE:
-                result = cur.fetchone()
-            else:
-                result = cur.fetchall()
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-async def adrive(cur: Any, op: Op[T]) -> T:
-    """Run ``op`` on psycopg's async cursor."""
-    result: Any = None
-    try:
-        while True:
-            sql, params, mode, _ = op.send(result)
-            if mode is Mode.MANY:
-                await cur.executemany(sql, params)
-                result = None
-                continue
-            await cur.execute(sql, params)
-            if mode is Mode.EXEC:
-                result = cur.rowcount
-            elif mode is Mode.ONE:
-                result = await cur.fetchone()
-            else:
-                result = await cur.fetchall()
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-def sequence(ops: Sequence[Op[Any]]) -> Op[list[Any]]:
-    """One operation that runs ``ops`` in order (in one transaction) and returns their results."""
-    results = []
-    for op in ops:
-        results.append((yield from op))
-    return results
+    #: what the call wrote to runs, for the saver's observers once it has committed (``None``:
+    #: the saver has none)
+    published: list[Written] | None = None
 
 
 _TABLE = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE)\s+(\w+)", re.IGNORECASE)
@@ -191,7 +137,7 @@ def thread_of(config: RunnableConfig) -> tuple[str, str, str | None]:
     )
 
 
-def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
+def config_of(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
     return {
         "configurable": {
             "thread_id": thread_id,
@@ -240,9 +186,9 @@ def put(
     heads = ctx.heads
     head = heads.head(thread_id, root_id) if heads is not None else None
     if head is not None:
-        log = Log(thread_id, head)
+        log = Log(head)
         log.checkpoint(checkpoint["id"], ns, parent_id, md, due)
-        yield from _write_log(d, log)
+        yield from write_log(ctx, log)
         assert heads is not None
         heads.remember(log, root_id or heads.last_root(thread_id))
     else:
@@ -250,7 +196,7 @@ def put(
         for _ in range(3):  # again if another process created the thread's run meanwhile
             log = yield from _log(ctx, thread_id, root_id)
             log.checkpoint(checkpoint["id"], ns, parent_id, md, due, special=log.head.special)
-            if (yield from _write_log(d, log)):
+            if (yield from write_log(ctx, log)):
                 break
         else:
             raise StoreError(f"thread {thread_id!r}: its run could not be created; try again")
@@ -301,7 +247,7 @@ def put(
         plain.append(params)
     if plain:
         yield Stmt(d.insert_blob, plain, Mode.MANY, defer=True)
-    return _config(thread_id, ns, checkpoint["id"])
+    return config_of(thread_id, ns, checkpoint["id"])
 
 
 def put_writes(
@@ -342,134 +288,38 @@ def put_writes(
         return
     log = yield from _log(ctx, thread_id, str(checkpoint_id))
     if log.head.ours and log.head.stored:  # else the checkpoint's put, still to come, sets it
-        log.set_status(*change)
-        yield from _write_log(d, log)
+        log.set_status(*change, Cause.WRITES)
+        yield from write_log(ctx, log)
 
 
 def read_head(ctx: Context, thread_id: str, checkpoint_id: str | None = None) -> Op[Head]:
-    """Lock the thread's run (PostgreSQL) and read its head; forget what was remembered of
-    it (the caller is about to change the thread).
+    """Lock the thread's run (PostgreSQL) and read its head, with what is stored about root
+    checkpoint ``checkpoint_id`` (of a run that exists); forget what was remembered of it (the
+    caller is about to change the thread).
 
     A run the lock did not find is read as not existing, even if another writer commits it
     before the head is read: the head of a run this transaction has not locked could be
-    overtaken. Creating the run then conflicts (see :func:`_write_log`) and the caller reads
+    overtaken. Creating the run then conflicts (see :func:`write_log`) and the caller reads
     the head again, under the lock."""
     if ctx.heads is not None:
         ctx.heads.forget(thread_id)
+    run = yield from ctx.run_log.head(RunId(thread_id))
+    if checkpoint_id is None or not run.exists:
+        return Head(run)
     params = {"run_id": thread_id, "checkpoint_id": checkpoint_id}
-    lock = ctx.dialect.lock_run
-    if lock is not None and (yield Stmt(lock, params, Mode.ONE)) is None:
-        return Head(False)
-    return Head.from_row((yield Stmt(ctx.dialect.run_head, params, Mode.ONE)))
+    special, stored = yield Stmt(ctx.dialect.root_checkpoint, params, Mode.ONE)
+    return Head(run, tuple(special.split(",")) if special else (), bool(stored))
 
 
 def _log(ctx: Context, thread_id: str, checkpoint_id: str | None = None) -> Op[Log]:
-    return Log(thread_id, (yield from read_head(ctx, thread_id, checkpoint_id)))
+    return Log((yield from read_head(ctx, thread_id, checkpoint_id)))
 
 
-def _write_log(d: Dialect, log: Log) -> Op[bool]:
-    """Append the log's events (creating the run first if it is new); ``False`` when another
-    writer created the run meanwhile (nothing was written: read the head again)."""
-    if log.run is not None and (yield Stmt(d.insert_run, log.run, Mode.EXEC)) != 1:
+def write_log(ctx: Context, log: Log) -> Op[bool]:
+    """Write the log to the thread's run; ``False`` when another writer created the run
+    meanwhile (nothing was written: read the head again)."""
+    if not (yield from log.write(ctx.run_log)):
         return False
-    if log.events:
-        yield Stmt(d.insert_event, log.rows(), Mode.MANY, defer=True)
-    if log.changed:
-        yield Stmt(
-            d.update_run,
-            {
-                "status": str(log.status),
-                "error": log.error,
-                "now": log.now,
-                "run_id": log.run_id,
-            },
-            Mode.EXEC,
-            defer=True,
-        )
+    if ctx.published is not None and log.events:
+        ctx.published.append(log.published())
     return True
-
-
-# -- reads --------------------------------------------------------------------------------------
-
-
-def get_tuple(ctx: Context, config: RunnableConfig) -> Op[CheckpointTuple | None]:
-    d = ctx.dialect
-    thread_id, ns, checkpoint_id = thread_of(config)
-    params: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ns}
-    if checkpoint_id:
-        params["checkpoint_id"] = str(checkpoint_id)
-        row = yield Stmt(d.get_checkpoint, params, Mode.ONE)
-    else:
-        row = yield Stmt(d.latest_checkpoint, params, Mode.ONE)
-    if row is None:
-        return None
-    return (yield from load_tuple(ctx, row, remember=True))
-
-
-def load_tuple(ctx: Context, row: Sequence[Any], *, remember: bool) -> Op[CheckpointTuple]:
-    """The tuple of a checkpoint row ``(thread_id, checkpoint_ns, checkpoint_id, parent_id,
-    type, checkpoint, metadata)``; ``remember``: note its lists as bases of the next deltas."""
-    d, serde = ctx.dialect, ctx.serde
-    thread_id, ns, checkpoint_id, parent_id, type_, data, metadata = row
-    checkpoint = serde.loads_typed((type_, bytes(data)))
-    values: dict[str, Any] = checkpoint.get("channel_values") or {}  # those stored inline
-    versions = checkpoint.get("channel_versions") or {}
-    wanted = [(c, version_key(v)) for c, v in versions.items() if c not in values]
-    if wanted:
-        rows = yield Stmt(d.chain, d.chain_params(thread_id, ns, wanted), Mode.ALL)
-        rebuilt, known = rebuild(thread_id, ns, rows, serde)
-        values.update(rebuilt)
-        if remember:
-            for channel, k in known.items():
-                ctx.memo.put((thread_id, ns, channel), k)
-    checkpoint["channel_values"] = values
-    keys = {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}
-    writes = yield Stmt(d.get_writes, keys, Mode.ALL)
-    writes = sorted(writes, key=lambda w: (w[4], w[0], w[5]))  # LangGraph's writes_sort_key
-    return CheckpointTuple(
-        _config(thread_id, ns, checkpoint_id),
-        checkpoint,
-        json.loads(metadata) if metadata else {},
-        _config(thread_id, ns, parent_id) if parent_id else None,
-        [
-            (w[0], w[1], serde.loads_typed((w[2], bytes(w[3]) if w[3] is not None else b"")))
-            for w in writes
-        ],
-    )
-
-
-def list_rows(
-    ctx: Context,
-    config: RunnableConfig | None,
-    filter: Mapping[str, Any] | None,
-    before: RunnableConfig | None,
-    limit: int | None,
-) -> Op[list[Any]]:
-    """The checkpoint rows a listing returns, newest first."""
-    thread_id = ns = checkpoint_id = None
-    if config is not None:
-        configurable = config.get("configurable") or {}
-        if configurable.get("thread_id") is not None:
-            thread_id = str(configurable["thread_id"])
-        ns = configurable.get("checkpoint_ns")
-        checkpoint_id = configurable.get("checkpoint_id")
-    before_id = (before.get("configurable") or {}).get("checkpoint_id") if before else None
-    filters = dict(filter or {})
-    for key in filters:
-        check_filter_key(key)
-    in_sql = {k: v for k, v in filters.items() if ctx.dialect.filters_in_sql(v)}
-    later = {k: v for k, v in filters.items() if k not in in_sql}
-    if limit is not None and limit <= 0:
-        return []
-    sql, params = ctx.dialect.list_checkpoints(
-        thread_id, ns, checkpoint_id, before_id, in_sql, None if later else limit
-    )
-    rows = yield Stmt(sql, params, Mode.ALL)
-    if later:
-        rows = [r for r in rows if _matches(json.loads(r[6]) if r[6] else {}, later)]
-        rows = rows[:limit] if limit is not None else rows
-    return list(rows)
-
-
-def _matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    return all(key in metadata and metadata[key] == value for key, value in wanted.items())

@@ -14,13 +14,14 @@ from psycopg.rows import tuple_row
 
 from cadenza.langgraph.checkpoint._base import CadenzaSaverBase
 from cadenza.langgraph.checkpoint._sql import POSTGRES
-from cadenza.store.postgres import migrate_postgres
+from cadenza.store.postgres import RUN_LOG, migrate_postgres
 
 T = TypeVar("T")
 
 
 class PostgresSaverBase(CadenzaSaverBase):
     _dialect = POSTGRES
+    _run_log = RUN_LOG
 
 
 def require_autocommit(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:

@@ -10,10 +10,13 @@ in a subgraph) whose data names the checkpoint, its parent and the nodes due nex
 carry the audit hash chain like any other. The run's status follows the root namespace's last
 checkpoint: ``RUNNING`` while nodes are due, ``COMPLETED`` when none are; an ``interrupt()``
 (an ``__interrupt__`` write) makes it ``WAITING_APPROVAL`` and a task's error ``FAILED``, until
-the next checkpoint. Each change of status is a ``status`` event, as are deletions of
-checkpoints (the run's log is kept: it is the audit trail).
+the next checkpoint. Each change of status is a ``status`` event, checked against the
+thread's lifecycle (:mod:`._lifecycle`), as are deletions of checkpoints (the run's log is
+kept: it is the audit trail).
 
-Pure functions, no I/O.
+The events are written through the store's run log (:mod:`cadenza.store.runlog`), so they are
+stored as the store stores any run's; :class:`Log` builds them and writes them there, and keeps
+what it wrote for the observers to be told once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, TASKS
 
 from cadenza.core.errors import StoreError
 from cadenza.core.events import Event, EventType
-from cadenza.core.ids import RunId
 from cadenza.core.status import WorkflowStatus
-from cadenza.store._rows import event_rows, run_row
+from cadenza.langgraph.checkpoint._lifecycle import Cause, check_thread_transition
 from cadenza.store.base import RunRecord
+from cadenza.store.runlog import Op, RunHead, RunLog
 
 __all__ = [
     "RUN_VERSION",
     "Head",
     "Log",
+    "Written",
     "latest_status",
     "next_version",
     "next_nodes",
@@ -154,64 +158,49 @@ def latest_status(due: Sequence[str], special: Sequence[str]) -> tuple[WorkflowS
 
 @dataclass(slots=True, frozen=True)
 class Head:
-    """What appending to a thread's run needs: its status and the last event's seq, hash and
-    time (``seq`` 0 when the run does not exist yet), and about one root checkpoint (see
-    :attr:`~._sql.Dialect.run_head`)."""
+    """What appending to a thread's run needs: the run's head in the store, and about one
+    root checkpoint the channels of its special writes and whether it is stored."""
 
-    exists: bool
-    status: WorkflowStatus | None = None
-    version: str | None = None
-    seq: int = 0
-    hash: str = ""
-    ts: float | None = None
+    run: RunHead
     special: tuple[str, ...] = ()  # the channels of the checkpoint's special writes
     stored: bool = False  # whether the checkpoint asked about is stored
 
     @property
     def ours(self) -> bool:
         """Whether the run is a thread recorded by these checkpointers."""
-        return self.exists and self.version == RUN_VERSION
+        return self.run.exists and self.run.version == RUN_VERSION
 
-    @classmethod
-    def from_row(cls, row: Sequence[Any] | None) -> Head:
-        if row is None:
-            return cls(False)
-        status, version, seq, hash_, ts, special, stored = row
-        channels = tuple(special.split(",")) if special else ()
-        return cls(
-            True, WorkflowStatus(status), version, seq or 0, hash_ or "", ts, channels, bool(stored)
-        )
+
+#: What a written log leaves for observers: the run's workflow and the events stored.
+Written = tuple[str, Sequence[Event]]
 
 
 class Log:
-    """The events (and the run row, for a new run) to append to one thread's run."""
+    """The events (and the run, for a new one) to write to one thread's run."""
 
-    def __init__(self, thread_id: str, head: Head, *, now: float | None = None) -> None:
-        if head.exists and head.version != RUN_VERSION:
+    def __init__(self, head: Head, *, now: float | None = None) -> None:
+        run = head.run
+        if run.exists and run.version != RUN_VERSION:
             raise StoreError(
-                f"thread {thread_id!r}: Cadenza already has a run with this id that is not a "
-                f"LangGraph thread (its version is {head.version!r}); use another thread_id"
+                f"thread {run.run_id!r}: Cadenza already has a run with this id that is not a "
+                f"LangGraph thread (its version is {run.version!r}); use another thread_id"
             )
-        self.run_id = RunId(thread_id)
+        self.run_id = run.run_id
         self.head = head
         self.now = time.time() if now is None else now
         self.events: list[Event] = []
-        self.status = self._stored = head.status
+        self.status = self._stored = run.status
         self.error: str | None = None
-        self.run: tuple[Any, ...] | None = None
-        self.hash = head.hash
-
-    @property
-    def changed(self) -> bool:
-        """Whether the run's row needs its status updated."""
-        return self.status != self._stored
+        self.workflow = run.workflow
+        self.record: RunRecord | None = None
+        self.written = run  # the run's head once the log is written
 
     def create(self, metadata: Mapping[str, Any], status: WorkflowStatus) -> None:
         """Start the run (when it does not exist yet) in ``status``."""
-        if self.head.exists or self.run is not None:
+        if self.head.run.exists or self.record is not None:
             return
-        workflow = workflow_name(metadata)
-        record = RunRecord(
+        self.workflow = workflow = workflow_name(metadata)
+        self.record = RunRecord(
             run_id=self.run_id,
             workflow=workflow,
             version=RUN_VERSION,
@@ -219,7 +208,6 @@ class Log:
             created_at=self.now,
             updated_at=self.now,
         )
-        self.run = run_row(record, "{}")
         self.status = self._stored = status
         self._event(
             EventType.RUN_CREATED, "", {"workflow": workflow, "version": RUN_VERSION, "input": {}}
@@ -261,38 +249,60 @@ class Log:
         path = f"step {step}" if not checkpoint_ns else f"{checkpoint_ns}/step {step}"
         self._event(EventType.STEP_COMPLETED, path, data)
         if status is not None:
-            self.set_status(status, reason)
+            cause = Cause.CHECKPOINT if copied_from is None else Cause.COPY
+            self.set_status(status, reason, cause)
 
     def set_status(
-        self, status: WorkflowStatus, reason: str | None, *, always: bool = False
+        self, status: WorkflowStatus, reason: str | None, cause: Cause, *, always: bool = False
     ) -> None:
-        """Move the run to ``status`` with a ``status`` event (``always``: even when it is
-        already there, to record why, e.g. a deletion)."""
+        """Move the run to ``status`` for ``cause`` with a ``status`` event (``always``: even
+        when it is already there, to record why, e.g. a deletion). The change is checked
+        against the thread's lifecycle (:mod:`._lifecycle`)."""
         current = self.status
         if current is None or (current == status and not always):
             return
+        check_thread_transition(self.run_id, current, status, cause)
         data: dict[str, Any] = {"from": str(current), "to": str(status)}
         if reason:
             data["reason"] = reason
         self._event(EventType.STATUS, "", data)
         self.status = status
-        self.error = reason if status == WorkflowStatus.FAILED else None
+        # a failed thread shows why; any other has no current error (its log keeps them)
+        self.error = (reason or "") if status == WorkflowStatus.FAILED else ""
 
     @property
     def last_ts(self) -> float | None:
-        return self.events[-1].ts if self.events else self.head.ts
+        return self.events[-1].ts if self.events else self.head.run.ts
 
     def _event(self, type_: EventType, path: str, data: dict[str, Any]) -> None:
-        seq = self.head.seq + len(self.events) + 1
+        seq = self.head.run.seq + len(self.events) + 1
         self.events.append(Event(self.run_id, seq, type_, path, "", 0, data, self.now))
 
-    @property
-    def seq(self) -> int:
-        """The run's last seq once the events are appended."""
-        return self.head.seq + len(self.events)
+    def write(self, run_log: RunLog) -> Op[bool]:
+        """Write the log through the store's run log (creating the run first if it is new);
+        ``False`` when another writer created the run meanwhile (nothing was written: read
+        the head again)."""
+        if self.record is not None:
+            record = self.record
+            if self.status is not None and self.status != record.status:
+                record = record.evolve(status=self.status, error=self.error or None)
+            created = yield from run_log.create(record, self.events)
+            if created is None:
+                return False
+            self.written = created
+            return True
+        if not self.events and self.status == self._stored:
+            return True
+        changed = self.status != self._stored
+        self.written = yield from run_log.append(
+            self.head.run,
+            self.events,
+            status=self.status if changed else None,
+            error=self.error if changed else None,
+            now=self.now,
+        )
+        return True
 
-    def rows(self) -> list[tuple[Any, ...]]:
-        """The event rows, hash-chained to the run's last event (whose hash, once appended,
-        is then :attr:`hash`)."""
-        rows, self.hash = event_rows(self.run_id, self.head.seq, self.head.hash, self.events)
-        return rows
+    def published(self) -> Written:
+        """What observers are told once the log's transaction has committed."""
+        return self.workflow, self.events

@@ -1,10 +1,10 @@
-"""The checkpointers' statements for SQLite and PostgreSQL, by name.
+"""The checkpointers' statements for SQLite and PostgreSQL, by name: those of the checkpoint
+tables only. A thread's run and its events are the store's, written through its run log
+(:mod:`cadenza.store.runlog`) with the store's own statements.
 
-Parameters are named (``:name`` for SQLite, ``%(name)s`` for psycopg) except the run and event
-inserts, which take the store's positional rows (:func:`cadenza.store._rows.run_row`,
-:func:`~cadenza.store._rows.event_rows`). The tables come from migration 0004 of each dialect.
-A list parameter is a JSON array for SQLite (read with ``json_each``) and an array for
-PostgreSQL: :meth:`Dialect.array` makes it.
+Parameters are named (``:name`` for SQLite, ``%(name)s`` for psycopg). The tables come from
+migration 0004 of each dialect. A list parameter is a JSON array for SQLite (read with
+``json_each``) and an array for PostgreSQL: :meth:`Dialect.array` makes it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
-
-from cadenza.store._rows import RUN_COLUMNS
 
 __all__ = ["POSTGRES", "SQLITE", "TABLES", "Dialect", "check_filter_key"]
 
@@ -27,7 +25,6 @@ _BLOB_COLUMNS = "thread_id, checkpoint_ns, channel, version, kind, base, tag, ty
 _WRITE_COLUMNS = (
     "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob"
 )
-_RUN_COUNT = len(RUN_COLUMNS.split(","))
 # A metadata filter key: what LangGraph's own savers accept.
 _FILTER_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -114,30 +111,17 @@ class Dialect:
     # -- the thread's run ----------------------------------------------------------------------
 
     @cached_property
-    def lock_run(self) -> str | None:
-        """PostgreSQL: lock the run's row, which serialises every change to the thread across
-        processes (SQLite's ``BEGIN IMMEDIATE`` serialises all writers already). A statement
-        of its own: the next one then reads the log as the previous holder left it."""
-        if self.name == "sqlite":
-            return None
-        return "SELECT 1 FROM runs WHERE run_id = %(run_id)s FOR UPDATE"
-
-    @cached_property
-    def run_head(self) -> str:
-        """The run's status and last event, and for the root checkpoint ``:checkpoint_id``
-        (``NULL``: none) the channels of its special writes and whether it is stored."""
-        if self.name == "sqlite":
-            special, join, on = "group_concat(channel, ',')", "LEFT JOIN", "ON 1"
-        else:
-            special, join, on = "string_agg(channel, ',')", "LEFT JOIN LATERAL", "ON true"
+    def root_checkpoint(self) -> str:
+        """About root checkpoint ``:checkpoint_id`` of thread ``:run_id``: the channels of its
+        special writes, and whether it is stored."""
+        special = (
+            "group_concat(channel, ',')" if self.name == "sqlite" else "string_agg(channel, ',')"
+        )
         return _named(
-            f"SELECT r.status, r.version, e.seq, e.hash, e.ts, (SELECT {special} FROM "
-            "langgraph_writes WHERE thread_id = :run_id AND checkpoint_ns = '' AND "
-            "checkpoint_id = :checkpoint_id AND idx < 0), EXISTS (SELECT 1 FROM "
-            "langgraph_checkpoints WHERE thread_id = :run_id AND checkpoint_ns = '' AND "
-            f"checkpoint_id = :checkpoint_id) FROM runs r {join} (SELECT seq, hash, ts FROM "
-            f"events WHERE run_id = :run_id ORDER BY seq DESC LIMIT 1) e {on} "
-            "WHERE r.run_id = :run_id",
+            f"SELECT (SELECT {special} FROM langgraph_writes WHERE thread_id = :run_id AND "
+            "checkpoint_ns = '' AND checkpoint_id = :checkpoint_id AND idx < 0), EXISTS "
+            "(SELECT 1 FROM langgraph_checkpoints WHERE thread_id = :run_id AND "
+            "checkpoint_ns = '' AND checkpoint_id = :checkpoint_id)",
             self.mark,
         )
 
@@ -151,27 +135,6 @@ class Dialect:
             "w.thread_id = :run_id AND w.checkpoint_ns = '' AND w.idx < 0 AND NOT EXISTS ("
             "SELECT 1 FROM langgraph_checkpoints c WHERE c.thread_id = :run_id AND "
             "c.checkpoint_ns = '' AND c.checkpoint_id = w.checkpoint_id))",
-            self.mark,
-        )
-
-    @cached_property
-    def insert_run(self) -> str:
-        marks = ", ".join([self.mark] * _RUN_COUNT)
-        return f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({marks}) ON CONFLICT (run_id) DO NOTHING"
-
-    @cached_property
-    def insert_event(self) -> str:
-        marks = ", ".join([self.mark] * 10)
-        return (
-            "INSERT INTO events (run_id, seq, type, path, scope, attempt, data, ts, prev_hash, "
-            f"hash) VALUES ({marks})"
-        )
-
-    @cached_property
-    def update_run(self) -> str:
-        return _named(
-            "UPDATE runs SET status = :status, error = :error, updated_at = :now "
-            "WHERE run_id = :run_id",
             self.mark,
         )
 

@@ -28,6 +28,7 @@ from cadenza.langgraph.types import RetryPolicy, Send, ensure_valid_checkpointer
 if TYPE_CHECKING:
     from cadenza.langgraph._engine.cache import NodeCache
     from cadenza.langgraph.graph.state import StateGraph
+    from cadenza.observe.base import Observer
 
 __all__ = ("compile_graph",)
 
@@ -100,6 +101,19 @@ def _node_cache(builder: StateGraph[Any], cache: Any) -> NodeCache | None:
     )
 
 
+def _observed(checkpointer: Any, observers: Sequence[Observer]) -> Any:
+    """The checkpointer that also tells ``observers`` of the threads it stores."""
+    if not observers:
+        return checkpointer
+    if not callable(getattr(checkpointer, "with_observers", None)):
+        raise TypeError(
+            "compile(observers=...) needs one of Cadenza's checkpointers, which record the "
+            "graph's threads as runs (cadenza.langgraph.checkpoint.memory.InMemorySaver, "
+            f".sqlite.SqliteSaver, .postgres.PostgresSaver...), not {checkpointer!r}"
+        )
+    return checkpointer.with_observers(observers)
+
+
 def compile_graph(
     builder: StateGraph[Any],
     *,
@@ -110,9 +124,10 @@ def compile_graph(
     interrupt_after: Any,
     debug: bool,
     name: str,
+    observers: Sequence[Observer] = (),
 ) -> CompiledStateGraph:
     checkpointer = with_facade_allowlist(
-        ensure_valid_checkpointer(checkpointer),
+        _observed(ensure_valid_checkpointer(checkpointer), observers),
         [builder.state_schema, builder.input_schema, builder.output_schema, *builder.schemas],
     )
     schemas = builder.schemas

@@ -79,7 +79,7 @@ def make_loop(
         parent = None
     if parent is not None:
         cfg = ensure_config(parent.config, graph.config, config)
-        cfg[CONF].update(parent.loop.child_config(parent))
+        cfg[CONF].update(parent.loop.services.child_config(parent))
         saver = _child_saver(graph, parent)
         if parent.loop.stream_subgraphs:
             out, modes, subgraphs = parent.loop.out, parent.loop.modes, True
@@ -99,7 +99,14 @@ def make_loop(
     for mode in modes:
         if mode not in _MODES:
             raise ValueError(f"stream mode {mode!r} is not supported by the Cadenza facade")
-    loop = Loop(
+    messages = None
+    if parent is not None and parent.loop.messages is not None:
+        messages = parent.loop.messages
+    elif "messages" in modes and out is not None:
+        from cadenza.langgraph._engine.messages import make_handler
+
+        messages = make_handler(out.append, subgraphs)
+    return Loop(
         graph,
         input,
         cfg,
@@ -114,14 +121,8 @@ def make_loop(
         stream_subgraphs=subgraphs,
         context=context,
         is_async=is_async,
+        messages=messages,
     )
-    if parent is not None and parent.loop.messages is not None:
-        loop.messages = parent.loop.messages
-    elif "messages" in modes and out is not None:
-        from cadenza.langgraph._engine.messages import make_handler
-
-        loop.messages = make_handler(out.append, subgraphs)
-    return loop
 
 
 def _child_saver(graph: CompiledStateGraph, parent: Task) -> Any:
@@ -170,11 +171,12 @@ def format_chunk(
 
 
 def invoke_output(loop: Loop, version: str) -> Any:
-    latest = loop.output if loop.output_seen else None
+    stream = loop.stream
+    latest = loop.output if stream.seen else None
     if version == "v2":
-        return GraphOutput(value=latest, interrupts=tuple(loop.interrupts))
-    if loop.interrupts:
+        return GraphOutput(value=latest, interrupts=tuple(stream.interrupts))
+    if stream.interrupts:
         if isinstance(latest, dict):
-            return {**latest, INTERRUPT: list(loop.interrupts)}
-        return {INTERRUPT: list(loop.interrupts)}
+            return {**latest, INTERRUPT: list(stream.interrupts)}
+        return {INTERRUPT: list(stream.interrupts)}
     return latest

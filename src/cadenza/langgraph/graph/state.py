@@ -7,7 +7,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from cadenza.langgraph._keys import END, NS_END, NS_SEP, START
 from cadenza.langgraph.channels.base import BaseChannel
@@ -22,6 +22,9 @@ from cadenza.langgraph.graph._inspect import (
 from cadenza.langgraph.graph._schema import channels_for
 from cadenza.langgraph.graph.compiled import CompiledStateGraph
 from cadenza.langgraph.types import CachePolicy, RetryPolicy, TimeoutPolicy
+
+if TYPE_CHECKING:
+    from cadenza.observe.base import Observer
 
 __all__ = ("CompiledStateGraph", "StateGraph")
 
@@ -350,9 +353,14 @@ class StateGraph(Generic[StateT]):
         interrupt_after: Any = None,
         debug: bool = False,
         name: str | None = None,
+        observers: Sequence[Observer] = (),
         **kwargs: Any,
     ) -> CompiledStateGraph:
-        """Validate the graph and build the runnable ``CompiledStateGraph``."""
+        """Validate the graph and build the runnable ``CompiledStateGraph``.
+
+        ``observers`` (Cadenza's, :class:`~cadenza.observe.base.Observer`) are told of every
+        event the checkpointer stores in the graph's threads, as an engine tells its observers
+        of a native run's: the checkpointer must be one of Cadenza's."""
         from cadenza.langgraph.graph._compile import compile_graph
 
         kwargs.pop("transformers", None)
@@ -376,4 +384,5 @@ class StateGraph(Generic[StateT]):
             interrupt_after=interrupt_after,
             debug=debug,
             name=name or "LangGraph",
+            observers=observers,
         )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -34,13 +34,14 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from cadenza.langgraph.checkpoint._delta import DEFAULT_FULL_EVERY
-from cadenza.langgraph.checkpoint._ops import Op, drive
 from cadenza.langgraph.checkpoint._postgres import (
     PostgresSaverBase,
     migrate,
     require_autocommit,
     search_path,
 )
+from cadenza.observe.base import Observer
+from cadenza.store.runlog import Op, drive
 
 __all__ = ["PostgresSaver"]
 
@@ -60,8 +61,9 @@ class PostgresSaver(PostgresSaverBase):
         serde: SerializerProtocol | None = None,
         schema: str | None = None,
         full_every: int = DEFAULT_FULL_EVERY,
+        observers: Sequence[Observer] = (),
     ) -> None:
-        super().__init__(serde=serde, full_every=full_every)
+        super().__init__(serde=serde, full_every=full_every, observers=observers)
         if not isinstance(conn, psycopg.Connection | ConnectionPool):
             raise TypeError(
                 "PostgresSaver takes a psycopg.Connection or a psycopg_pool.ConnectionPool, not "
@@ -81,12 +83,13 @@ class PostgresSaver(PostgresSaverBase):
         schema: str | None = None,
         serde: SerializerProtocol | None = None,
         full_every: int = DEFAULT_FULL_EVERY,
+        observers: Sequence[Observer] = (),
     ) -> Iterator[PostgresSaver]:
         """A saver on a new connection to ``conn_string``, closed on exit."""
         with psycopg.Connection.connect(conn_string, autocommit=True, prepare_threshold=0) as conn:
             if schema is not None:
                 conn.execute(search_path(schema))
-            yield cls(conn, serde=serde, schema=schema, full_every=full_every)
+            yield cls(conn, serde=serde, schema=schema, full_every=full_every, observers=observers)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:

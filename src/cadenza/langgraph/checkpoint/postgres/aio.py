@@ -9,7 +9,7 @@ called only from other threads (they run on that loop and wait).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -19,13 +19,14 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from cadenza.langgraph.checkpoint._delta import DEFAULT_FULL_EVERY
-from cadenza.langgraph.checkpoint._ops import Op, adrive
 from cadenza.langgraph.checkpoint._postgres import (
     PostgresSaverBase,
     amigrate,
     require_autocommit,
     search_path,
 )
+from cadenza.observe.base import Observer
+from cadenza.store.runlog import Op, adrive
 
 __all__ = ["AsyncPostgresSaver"]
 
@@ -42,8 +43,9 @@ class AsyncPostgresSaver(PostgresSaverBase):
         serde: SerializerProtocol | None = None,
         schema: str | None = None,
         full_every: int = DEFAULT_FULL_EVERY,
+        observers: Sequence[Observer] = (),
     ) -> None:
-        super().__init__(serde=serde, full_every=full_every)
+        super().__init__(serde=serde, full_every=full_every, observers=observers)
         if not isinstance(conn, psycopg.AsyncConnection | AsyncConnectionPool):
             raise TypeError(
                 "AsyncPostgresSaver takes a psycopg.AsyncConnection or a "
@@ -65,6 +67,7 @@ class AsyncPostgresSaver(PostgresSaverBase):
         schema: str | None = None,
         serde: SerializerProtocol | None = None,
         full_every: int = DEFAULT_FULL_EVERY,
+        observers: Sequence[Observer] = (),
     ) -> AsyncIterator[AsyncPostgresSaver]:
         """A saver on a new connection to ``conn_string``, closed on exit."""
         async with await psycopg.AsyncConnection.connect(
@@ -72,7 +75,7 @@ class AsyncPostgresSaver(PostgresSaverBase):
         ) as conn:
             if schema is not None:
                 await conn.execute(search_path(schema))
-            yield cls(conn, serde=serde, schema=schema, full_every=full_every)
+            yield cls(conn, serde=serde, schema=schema, full_every=full_every, observers=observers)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

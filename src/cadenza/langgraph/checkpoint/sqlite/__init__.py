@@ -9,7 +9,8 @@ Use it where LangGraph's own is used::
         graph.invoke(inputs, {"configurable": {"thread_id": "t1"}})
 
 The file is the one ``cadenza runs`` reads: each thread is a run there, each checkpoint an
-event in its audit-chained log (see :mod:`cadenza.langgraph.checkpoint._runlog`), and channel
+event in its audit-chained log, written through the store's run log (see
+:mod:`cadenza.langgraph.checkpoint._runlog`) and told to the saver's ``observers``; channel
 values are stored once per version, lists as the items appended since the version before
 (:mod:`cadenza.langgraph.checkpoint._delta`). The tables are created by Cadenza's schema
 migrations, which :meth:`SqliteSaver.setup` (or the first call) applies.
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -38,10 +39,10 @@ from cadenza.core.errors import StoreError
 from cadenza.langgraph.checkpoint._base import CadenzaSaverBase
 from cadenza.langgraph.checkpoint._delta import DEFAULT_FULL_EVERY
 from cadenza.langgraph.checkpoint._heads import HeadCache
-from cadenza.langgraph.checkpoint._ops import Op, drive
 from cadenza.langgraph.checkpoint._sql import SQLITE
-from cadenza.store._sqlite_migrate import use_wal
-from cadenza.store.sqlite import migrate_sqlite
+from cadenza.observe.base import Observer
+from cadenza.store.runlog import Op, drive
+from cadenza.store.sqlite import RUN_LOG, prepare
 
 __all__ = ["SqliteSaver"]
 
@@ -64,6 +65,7 @@ class SqliteSaverBase(CadenzaSaverBase):
     """The SQLite savers' shared body: the connection, its set-up and the transaction."""
 
     _dialect = SQLITE
+    _run_log = RUN_LOG
 
     def __init__(
         self,
@@ -72,8 +74,9 @@ class SqliteSaverBase(CadenzaSaverBase):
         serde: SerializerProtocol | None = None,
         fast: bool = True,
         full_every: int = DEFAULT_FULL_EVERY,
+        observers: Sequence[Observer] = (),
     ) -> None:
-        super().__init__(serde=serde, full_every=full_every)
+        super().__init__(serde=serde, full_every=full_every, observers=observers)
         if not isinstance(conn, sqlite3.Connection):
             raise TypeError(
                 f"{type(self).__name__} takes a sqlite3.Connection, not {type(conn).__name__}; "
@@ -98,9 +101,7 @@ class SqliteSaverBase(CadenzaSaverBase):
             )
         conn.isolation_level = None  # the saver begins and commits its transactions itself
         try:
-            use_wal(conn, DEFAULT_TIMEOUT)
-            conn.execute(f"PRAGMA synchronous = {'NORMAL' if self.fast else 'FULL'}")
-            migrate_sqlite(conn)
+            prepare(conn, fast=self.fast, busy_timeout=DEFAULT_TIMEOUT)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot prepare the SQLite database for checkpoints: {exc}") from exc
         self._cur = conn.cursor()
@@ -157,12 +158,13 @@ class SqliteSaver(SqliteSaverBase):
         fast: bool = True,
         full_every: int = DEFAULT_FULL_EVERY,
         timeout: float = DEFAULT_TIMEOUT,
+        observers: Sequence[Observer] = (),
     ) -> Iterator[SqliteSaver]:
         """A saver on the SQLite file ``conn_string`` (``":memory:"``: a private database),
         closed on exit."""
         conn = connect(conn_string, timeout)
         try:
-            yield cls(conn, serde=serde, fast=fast, full_every=full_every)
+            yield cls(conn, serde=serde, fast=fast, full_every=full_every, observers=observers)
         finally:
             conn.close()
 

@@ -9,13 +9,14 @@ sync methods work from any thread, the loop's included.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from cadenza.langgraph.checkpoint._delta import DEFAULT_FULL_EVERY
 from cadenza.langgraph.checkpoint.sqlite import DEFAULT_TIMEOUT, SqliteSaverBase, connect
+from cadenza.observe.base import Observer
 
 __all__ = ["AsyncSqliteSaver"]
 
@@ -33,11 +34,12 @@ class AsyncSqliteSaver(SqliteSaverBase):
         fast: bool = True,
         full_every: int = DEFAULT_FULL_EVERY,
         timeout: float = DEFAULT_TIMEOUT,
+        observers: Sequence[Observer] = (),
     ) -> AsyncIterator[AsyncSqliteSaver]:
         """A saver on the SQLite file ``conn_string``, closed on exit."""
         conn = connect(conn_string, timeout)
         try:
-            yield cls(conn, serde=serde, fast=fast, full_every=full_every)
+            yield cls(conn, serde=serde, fast=fast, full_every=full_every, observers=observers)
         finally:
             conn.close()
 
