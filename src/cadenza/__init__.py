@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
     from cadenza.core.events import Event, EventType
     from cadenza.core.ids import RunId
     from cadenza.core.status import WorkflowStatus
+    from cadenza.engine import Engine
     from cadenza.graph.builder import START, Workflow
     from cadenza.graph.config import WorkflowConfiguration
     from cadenza.graph.expressions import Expression, compile_expression
@@ -54,7 +55,7 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
     from cadenza.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, CircuitOpen
     from cadenza.resilience.limits import Bulkhead
     from cadenza.resilience.retry import NonRetryableError, RetryPolicy
-    from cadenza.runtime.engine import Engine, RunResult
+    from cadenza.runtime.engine import RunResult
     from cadenza.runtime.worker import Worker
     from cadenza.store.base import LeaseLost, RunRecord, Store
     from cadenza.store.memory import MemoryStore
@@ -114,7 +115,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "NonRetryableError": "cadenza.resilience.retry",
     "RetryPolicy": "cadenza.resilience.retry",
     "ExecutionContext": "cadenza.core.context",
-    "Engine": "cadenza.runtime.engine",
+    "Engine": "cadenza.engine",
     "RunResult": "cadenza.runtime.engine",
     "Event": "cadenza.core.events",
     "EventType": "cadenza.core.events",

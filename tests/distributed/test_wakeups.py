@@ -41,7 +41,7 @@ async def test_a_notify_wakes_an_idle_worker(dsn: str) -> None:
     engine = Engine(PostgresStore(dsn))
     worker = Worker(engine, workflows=[wf], poll_interval=3600)
     async with running(worker), Engine(PostgresStore(dsn)) as client:
-        await until(lambda: _value(engine._hints_live), "the worker to listen")
+        await until(lambda: _value(engine.parts.inbox.hints_live), "the worker to listen")
         await asyncio.sleep(0.2)  # let it finish its first look for work and go idle
         for _ in range(3):
             run_id = await client.submit(wf, {})
@@ -55,7 +55,7 @@ async def test_with_hints_off_the_poll_alone_finds_the_work(dsn: str) -> None:
         run_ids = [await client.submit(wf, {}) for _ in range(5)]
         for run_id in run_ids:
             await until(lambda rid=run_id: _done(client.store, rid), "the run to be executed")  # type: ignore[misc]
-        assert engine._hints_task is None and not engine._hints_live
+        assert not engine.parts.inbox.listening and not engine.parts.inbox.hints_live
 
 
 async def _value(value: object) -> object:

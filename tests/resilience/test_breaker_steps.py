@@ -3,7 +3,6 @@ breaker opens and steps fail fast (or fall back), the dependency recovers, probe
 
 from __future__ import annotations
 
-import asyncio
 from typing import TypedDict
 
 import pytest
@@ -17,6 +16,7 @@ from cadenza import (
     Workflow,
     WorkflowStatus,
 )
+from cadenza.core.clock import ManualClock
 
 
 class S(TypedDict, total=False):
@@ -50,7 +50,8 @@ async def test_dependency_down_then_recovering() -> None:
     lenient.task(check_stock, name="check", breaker="inventory", fallback=cached_stock)
 
     config = BreakerConfig(window=4, minimum_calls=2, failure_rate=0.5, cool_down=0.2, probes=1)
-    async with Engine(MemoryStore(), breakers={"inventory": config}) as engine:
+    clock = ManualClock()
+    async with Engine(MemoryStore(), breakers={"inventory": config}, clock=clock) as engine:
         first = await engine.run(strict, {})
         second = await engine.run(strict, {})
         assert calls == 2 and not first.ok and not second.ok
@@ -69,7 +70,7 @@ async def test_dependency_down_then_recovering() -> None:
         assert calls == 2
 
         up = True
-        await asyncio.sleep(0.25)
+        clock.advance(0.25)  # past the cool-down
         healed = await engine.run(strict, {})
         assert healed.ok and healed.state["source"] == "live"
         events = await engine.store.read_events(healed.run_id)
@@ -95,8 +96,12 @@ async def test_an_open_circuit_is_retried_after_its_cool_down() -> None:
     config = BreakerConfig(window=2, minimum_calls=1, failure_rate=1.0, cool_down=0.1, probes=1)
     wf = Workflow("patient", state=S)
     wf.task(flaky, breaker="svc", retry=RetryPolicy(max_attempts=3, initial_delay=0, jitter=0))
-    async with Engine(MemoryStore(), breakers={"svc": config}) as engine:
-        result = await engine.run(wf, {})
+    clock = ManualClock()
+    async with Engine(MemoryStore(), breakers={"svc": config}, clock=clock) as engine:
+        run_id = await engine.start(wf, {})
+        await clock.until_waiting(2)  # the run's deadline, and the wait for the cool-down
+        clock.advance(0.1)
+        result = await engine.wait(run_id)
         events = await engine.store.read_events(result.run_id)
     assert result.ok and calls == 2
     failures = [e for e in events if e.type == "step_failed"]

@@ -28,7 +28,12 @@ PEOPLE = Directory({"olivia": frozenset({"officer"}), "omar": frozenset({"office
 TO_VERSION_4 = [
     "DROP TABLE approval_approvers",
     "DROP TABLE pending_approvals",
-    "DELETE FROM schema_version WHERE version = 5",
+    # version 6, the server's tables, comes after: back to 4 means without them too
+    "DROP TABLE api_keys",
+    "DROP TABLE idempotency_keys",
+    "DROP TABLE inbound_webhooks",
+    "DROP TABLE server_audit",
+    "DELETE FROM schema_version WHERE version >= 5",
 ]
 
 

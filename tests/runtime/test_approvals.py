@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import operator
+import time
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -20,6 +20,7 @@ from cadenza import (
     Workflow,
     WorkflowStatus,
 )
+from cadenza.core.clock import ManualClock
 
 PEOPLE = Directory(
     {
@@ -158,9 +159,10 @@ async def test_required_for_skips_the_approval_unless_a_flag_holds() -> None:
     ("policy", "status"), [("approve", WorkflowStatus.COMPLETED), ("reject", WorkflowStatus.FAILED)]
 )
 async def test_timeouts_apply_their_policy(policy: str, status: WorkflowStatus) -> None:
-    async with Engine(MemoryStore()) as engine:
+    clock = ManualClock()
+    async with Engine(MemoryStore(), clock=clock) as engine:
         waiting = await engine.run(review_flow(timeout=0.05, on_timeout=policy), {})
-        await asyncio.sleep(0.1)
+        clock.advance(0.1)
         result = await engine.resume(waiting.run_id)
     assert result.status is status
     if status is WorkflowStatus.FAILED:
@@ -168,11 +170,12 @@ async def test_timeouts_apply_their_policy(policy: str, status: WorkflowStatus) 
 
 
 async def test_escalation_hands_the_decision_to_another_role() -> None:
-    async with Engine(MemoryStore()) as engine:
+    clock = ManualClock()
+    async with Engine(MemoryStore(), clock=clock) as engine:
         waiting = await engine.run(
             review_flow(timeout=0.05, on_timeout="escalate:compliance_lead"), {}
         )
-        await asyncio.sleep(0.1)
+        clock.advance(0.1)
         escalated = await engine.resume(waiting.run_id)
         assert escalated.status is WorkflowStatus.WAITING_APPROVAL
         (pending,) = await engine.pending_approvals()
@@ -244,9 +247,10 @@ async def test_a_step_waits_for_a_signal_and_gets_its_payload(tmp_path: Path) ->
 async def test_a_signal_wait_times_out() -> None:
     wf = Workflow("impatient", state=Paid)
     wf.wait("paid", signal="payment_received", seconds=0.05)
-    async with Engine(MemoryStore()) as engine:
+    clock = ManualClock()
+    async with Engine(MemoryStore(), clock=clock) as engine:
         waiting = await engine.run(wf, {})
-        await asyncio.sleep(0.1)
+        clock.advance(0.1)
         result = await engine.resume(waiting.run_id)
     assert result.status is WorkflowStatus.FAILED
     assert "no signal 'payment_received' within 0.05s" in (result.error or "")
@@ -323,10 +327,11 @@ async def test_resume_all_applies_timeouts_that_came_due_while_nobody_ran(tmp_pa
     db = tmp_path / "due.db"
     wf = review_flow(timeout=0.05, on_timeout="approve")
     patient = review_flow(timeout=3600)
-    async with Engine(SQLiteStore(db)) as first:
+    # The first engine's clock is a minute behind the real time: by the time (the real one)
+    # the second engine starts, the first run's timeout has long passed, not the second's.
+    async with Engine(SQLiteStore(db), clock=ManualClock(start=time.time() - 60)) as first:
         due = await first.run(wf, {})
         later = await first.run(patient, {})
-    await asyncio.sleep(0.1)
     async with Engine(SQLiteStore(db)) as second:
         second.register(wf)
         second.register(patient)

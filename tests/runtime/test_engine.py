@@ -104,14 +104,19 @@ async def test_observers_see_every_stored_event_and_cannot_break_runs() -> None:
     assert [(e.path, e.seq, e.attempt) for e in starts] == [("one", 0, 1), ("two", 0, 1)]
 
 
-def gated_workflow(gate: asyncio.Event, calls: list[str]) -> Workflow:
-    """A workflow whose ``third`` step blocks on ``gate``: close the engine there to 'crash'."""
+def gated_workflow(
+    gate: asyncio.Event, calls: list[str], at_gate: asyncio.Event | None = None
+) -> Workflow:
+    """A workflow whose ``third`` step blocks on ``gate`` (setting ``at_gate`` when it gets
+    there): close the engine there to 'crash'."""
     wf = Workflow("gated", state=S)
 
     def step(tag: str):
         async def f(state: S, ctx: ExecutionContext) -> S:
             calls.append(f"{tag}@{ctx.attempt}")
             if tag == "third":
+                if at_gate is not None:
+                    at_gate.set()
                 await gate.wait()
             return {"log": [tag], "n": state.get("n", 0) + 1}
 
@@ -127,11 +132,11 @@ async def test_resume_skips_committed_steps_and_reruns_the_one_in_flight() -> No
     store = MemoryStore()
     gate = asyncio.Event()
     calls: list[str] = []
-    wf = gated_workflow(gate, calls)
+    at_gate = asyncio.Event()
+    wf = gated_workflow(gate, calls, at_gate)
     engine = Engine(store)
     run_id = await engine.start(wf, {"log": []})
-    while "third@1" not in calls:
-        await asyncio.sleep(0.001)
+    await at_gate.wait()
     await engine.close()  # the run stops mid-step, as if its process had died
     assert (await store.get_run(run_id)).status is WorkflowStatus.RUNNING
 
@@ -148,10 +153,10 @@ async def test_resume_refuses_a_changed_definition() -> None:
     store = MemoryStore()
     gate = asyncio.Event()
     calls: list[str] = []
+    at_gate = asyncio.Event()
     engine = Engine(store)
-    run_id = await engine.start(gated_workflow(gate, calls), {})
-    while "third@1" not in calls:
-        await asyncio.sleep(0.001)
+    run_id = await engine.start(gated_workflow(gate, calls, at_gate), {})
+    await at_gate.wait()
     await engine.close()
     changed = gated_workflow(gate, calls)
     changed.task(lambda s: None, name="extra")
@@ -163,9 +168,10 @@ async def test_resume_refuses_a_changed_definition() -> None:
 async def test_resume_of_unknown_workflow_says_how_to_fix_it() -> None:
     store = MemoryStore()
     gate = asyncio.Event()
+    at_gate = asyncio.Event()
     engine = Engine(store)
-    run_id = await engine.start(gated_workflow(gate, []), {})
-    await asyncio.sleep(0.01)
+    run_id = await engine.start(gated_workflow(gate, [], at_gate), {})
+    await at_gate.wait()
     await engine.close()
     async with Engine(store) as second:
         with pytest.raises(CadenzaError, match=r"register it with engine\.register"):
@@ -178,11 +184,13 @@ async def test_resume_continues_a_partly_done_map_from_snapshot_and_log(
     monkeypatch.setattr(run_module, "SNAPSHOT_EVERY", 7)  # force several snapshots mid-map
     store = MemoryStore()
     gate = asyncio.Event()
+    at_gate = asyncio.Event()
     calls: list[int] = []
 
     async def square(state: S, ctx: ExecutionContext) -> S:
         calls.append(ctx.item)
         if ctx.item >= 15:
+            at_gate.set()
             await gate.wait()
         return {"out": [ctx.item * ctx.item]}
 
@@ -190,8 +198,7 @@ async def test_resume_continues_a_partly_done_map_from_snapshot_and_log(
     wf.map("each", items="items", branch=square, max_concurrent=1)
     engine = Engine(store)
     run_id = await engine.start(wf, {"items": list(range(20))})
-    while 15 not in calls:
-        await asyncio.sleep(0.001)
+    await at_gate.wait()
     await engine.close()
     assert await store.load_snapshot(run_id) is not None
 
@@ -240,12 +247,14 @@ class Typed(TypedDict, total=False):
 
 async def test_typed_values_come_back_typed_after_a_restart(tmp_path: Path) -> None:
     gate = asyncio.Event()
+    at_gate = asyncio.Event()
     wf = Workflow("typed_resume", state=Typed)
 
     def make(state: Typed) -> Typed:
         return {"address": Address(city="Lyon", zip="69001"), "when": date(2026, 11, 24)}
 
     async def check(state: Typed) -> Typed:
+        at_gate.set()  # ``make`` is recorded
         await gate.wait()
         assert isinstance(state["address"], Address)
         assert state["when"] == date(2026, 11, 24)
@@ -255,7 +264,7 @@ async def test_typed_values_come_back_typed_after_a_restart(tmp_path: Path) -> N
     wf.task(check)
     engine = Engine(SQLiteStore(tmp_path / "t.db"))
     run_id = await engine.start(wf, {})
-    await asyncio.sleep(0.05)
+    await at_gate.wait()
     await engine.close()
     gate.set()
     async with Engine(SQLiteStore(tmp_path / "t.db")) as second:

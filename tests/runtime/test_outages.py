@@ -5,11 +5,13 @@ one warning per outage, and a real conflict is still a conflict."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypedDict
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from cadenza import Engine, MemoryStore, Workflow, WorkflowStatus
@@ -20,8 +22,27 @@ from cadenza.runtime.outages import Outage
 from cadenza.runtime.ownership import FencedStore
 
 
+@pytest.fixture(autouse=True)
+def every_level() -> Iterator[None]:
+    """Let every level through to the captured logs, whatever level an earlier test (the
+    command line's) configured."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(**saved)
+
+
 class State(TypedDict, total=False):
     n: int
+
+
+@pytest.fixture(autouse=True)
+def _every_level() -> Iterator[None]:
+    """Earlier tests may have configured structlog to drop warnings; these look at them."""
+    old = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(**old)
 
 
 class FlakyStore(MemoryStore):

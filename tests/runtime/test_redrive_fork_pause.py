@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import pytest
 
@@ -15,6 +15,7 @@ from cadenza import (
     Workflow,
     WorkflowStatus,
 )
+from cadenza.core.events import Event, EventType
 
 
 class S(TypedDict, total=False):
@@ -111,15 +112,23 @@ async def test_pause_holds_new_steps_and_unpause_continues() -> None:
         calls.append("two")
         return {"log": ["two"]}
 
+    one_recorded = asyncio.Event()
+
+    class Recorded:
+        def on_event(self, event: Event, **_: Any) -> None:
+            if event.type is EventType.STEP_COMPLETED and event.path == "one":
+                one_recorded.set()
+
     wf = Workflow("pausable", state=S)
     wf.task(one)
     wf.task(two)
-    async with Engine(MemoryStore()) as engine:
+    async with Engine(MemoryStore(), observers=[Recorded()]) as engine:
         run_id = await engine.start(wf, {})
         await first_done.wait()
         await engine.pause(run_id, "maintenance window")
         proceed.set()
-        await asyncio.sleep(0.05)
+        # Told once ``one`` is stored; by then an unpaused run would have entered ``two``.
+        await one_recorded.wait()
         record = await engine.store.get_run(run_id)
         assert record.status is WorkflowStatus.PAUSED
         assert calls == ["one"], "the step in flight finished; the next did not start"
@@ -132,8 +141,10 @@ async def test_pause_holds_new_steps_and_unpause_continues() -> None:
 async def test_a_paused_run_stays_paused_across_restarts() -> None:
     store = MemoryStore()
     gate = asyncio.Event()
+    started = asyncio.Event()
 
     async def slow(state: S) -> S:
+        started.set()
         await gate.wait()
         return {"log": ["slow"]}
 
@@ -142,7 +153,7 @@ async def test_a_paused_run_stays_paused_across_restarts() -> None:
     wf.task(lambda s: {"log": ["after"]}, name="after")
     engine = Engine(store)
     run_id = await engine.start(wf, {})
-    await asyncio.sleep(0.01)
+    await started.wait()
     await engine.pause(run_id)
     await engine.close()
     gate.set()

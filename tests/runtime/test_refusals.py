@@ -236,17 +236,19 @@ async def test_deciding_on_a_run_executing_here_is_recorded_through_its_executio
     import asyncio
 
     release = asyncio.Event()
+    started = asyncio.Event()
     wf = Workflow("busy", state=S)
 
     @wf.step
     async def slow(state: S) -> S:
+        started.set()
         await release.wait()
         return {"log": ["slow"]}
 
     wf.approval("review", approvers=["compliance_officer"])
     async with Engine(MemoryStore(), directory=PEOPLE) as engine:
         run_id = await engine.start(wf, {})
-        await asyncio.sleep(0.05)
+        await started.wait()
         with pytest.raises(CadenzaError, match="is RUNNING, not waiting for an approval"):
             await engine.decide(run_id, "review", actor="olivia", approve=True)
         with pytest.raises(ApprovalDenied, match="unknown user 'operator'"):

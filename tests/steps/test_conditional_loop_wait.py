@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import operator
-import time
 from typing import Annotated, TypedDict
 
-from cadenza import Engine, Workflow, WorkflowStatus
+from cadenza import Engine, MemoryStore, Workflow, WorkflowStatus
+from cadenza.core.clock import ManualClock
 
 
 class S(TypedDict, total=False):
@@ -140,18 +140,24 @@ async def test_loop_exceeding_max_iterations_fails_the_run(engine: Engine) -> No
     assert result.state["count"] == 4
 
 
-async def test_wait_is_a_durable_timer(engine: Engine) -> None:
+async def test_wait_is_a_durable_timer() -> None:
     wf = Workflow("waits", state=S)
     wf.task(mark("before"))
     wf.wait("pause", seconds=0.05)
     wf.task(mark("after"))
-    started = time.monotonic()
-    result = await engine.run(wf, {"path": []})
+    clock = ManualClock()
+    async with Engine(MemoryStore(), clock=clock) as engine:
+        run_id = await engine.start(wf, {"path": []})
+        await clock.until_waiting(2)  # the run's deadline, and the timer
+        assert engine.in_flight == 1
+        clock.advance(0.05)
+        result = await engine.wait(run_id)
+        events = await engine.store.read_events(result.run_id)
     assert result.ok and result.state["path"] == ["before", "after"]
-    assert time.monotonic() - started >= 0.05
-    events = await engine.store.read_events(result.run_id)
     timer = next(e for e in events if e.type == "timer_set")
-    assert timer.path == "pause" and timer.data["fire_at"] > timer.ts
+    assert timer.path == "pause" and timer.data["fire_at"] == timer.ts + 0.05
+    fired = next(e for e in events if e.type == "step_completed" and e.path == "pause")
+    assert fired.ts == timer.data["fire_at"]
 
 
 async def test_a_guard_skips_its_step_and_the_run_goes_on(engine: Engine) -> None:

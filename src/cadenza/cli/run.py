@@ -263,7 +263,7 @@ def worker(
         known[canonical] = loaded
 
     async def main() -> None:
-        from cadenza.runtime.engine import Engine
+        from cadenza.engine import Engine
         from cadenza.store.url import open_store
 
         stop = asyncio.Event()

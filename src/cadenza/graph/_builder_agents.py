@@ -1,5 +1,7 @@
-"""The builder's verbs for agent steps: ``react``, ``worker`` and ``orchestrator``. Part of
-:class:`cadenza.graph.builder.Workflow` (through ``KindsMixin``)."""
+"""The builder's verbs for agent steps: ``react``, ``worker`` and ``orchestrator``.
+:class:`cadenza.graph.builder.Workflow` has them; they add to the workflow's
+:class:`~cadenza.graph._draft.Draft` (its steps, and the workers its orchestrators may use),
+the only state they touch."""
 
 from __future__ import annotations
 
@@ -9,13 +11,16 @@ from typing import Any
 
 from cadenza.core.errors import DefinitionError
 from cadenza.graph._builder_args import _agent, _key, _model, _policy, _positive
+from cadenza.graph._draft import Draft
 from cadenza.graph.handlers import make_handler
 from cadenza.graph.ir import Handler, OrchestratorSpec, Step, StepKind, WorkerSpec
 from cadenza.resilience.retry import RetryPolicy
 
 
-class AgentsMixin:
-    """Part of :class:`Workflow`: REACT, WORKER and ORCHESTRATOR."""
+class AgentVerbs:
+    """The verbs for REACT, WORKER and ORCHESTRATOR steps."""
+
+    _draft: Draft
 
     def react(
         self,
@@ -71,7 +76,7 @@ class AgentsMixin:
                 path=path,
             )
         writes = {k for k in (keys["messages_key"], keys["output_key"]) if k}
-        return self._add(  # type: ignore[attr-defined, no-any-return]
+        return self._draft.add(
             Step(
                 name=name,
                 kind=StepKind.REACT,
@@ -137,18 +142,16 @@ class AgentsMixin:
                 path=path,
             )
             spec = WorkerSpec(spec.capability, description, agent=agent)
-        pool = self._worker_pool()
-        if name in pool:
+        if name in self._draft.workers:
             raise DefinitionError(f"duplicate worker name {name!r}", path=path)
-        pool[name] = Step(
+        step = Step(
             name=name,
             kind=StepKind.WORKER,
             handler=spec.handler,
             policy=_policy(timeout, retries, retry_delay, retry, path),
             agent=spec,
         )
-        self._compiled = None
-        return name
+        return self._draft.add_worker(step, path)
 
     def orchestrator(
         self,
@@ -182,7 +185,7 @@ class AgentsMixin:
         (a model, or ``fn(state, results[, ctx])``) combines them into ``output_key``.
         ``retries``/``timeout`` apply to the planner and synthesizer calls."""
         path = f"steps.{name}"
-        pool = self._worker_pool()
+        pool = self._draft.workers
         chosen = list(pool) if workers is None else workers
         if isinstance(chosen, str) or not chosen:
             raise DefinitionError(
@@ -232,7 +235,7 @@ class AgentsMixin:
             max_subtasks=max_subtasks,
         )
         writes = {k for k in (keys["output_key"], keys["results_key"]) if k}
-        return self._add(  # type: ignore[attr-defined, no-any-return]
+        return self._draft.add(
             Step(
                 name=name,
                 kind=StepKind.ORCHESTRATOR,
@@ -243,11 +246,6 @@ class AgentsMixin:
                 agent=spec,
             )
         )
-
-    def _worker_pool(self) -> dict[str, Step]:
-        """The workers declared with :meth:`worker`, by name."""
-        pool: dict[str, Step] = self.__dict__.setdefault("_workers", {})
-        return pool
 
 
 def _planner(planner: Any, path: str) -> Handler | Any:

@@ -4,21 +4,19 @@ models, tools, planners and synthesizers resolved by name, problems located in t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any
 
 from cadenza.core.errors import DefinitionError
+from cadenza.graph._spec_context import SpecContext, stop
 from cadenza.graph._spec_refs import is_unimported, unimported_tool
+from cadenza.graph.builder import Workflow
 from cadenza.graph.spec import StepSpec
-
-if TYPE_CHECKING:
-    from cadenza.graph.builder import Workflow
-    from cadenza.graph.spec_compile import _Builder
-    from cadenza.graph.spec_load import Loc
+from cadenza.graph.spec_load import Loc
 
 
-def add_react(b: _Builder, wf: Workflow, step: StepSpec, path: Loc) -> None:
-    model = _model(b, step.model or "", (*path, "model"))
-    tools = _tools(b, step, path)
+def add_react(ctx: SpecContext, wf: Workflow, step: StepSpec, path: Loc) -> None:
+    model = _model(ctx, step.model or "", (*path, "model"))
+    tools = _tools(ctx, step, path)
     wf.react(
         step.name,
         model=model,
@@ -32,17 +30,17 @@ def add_react(b: _Builder, wf: Workflow, step: StepSpec, path: Loc) -> None:
         on_max_steps=step.on_max_steps or "fail",
         temperature=step.temperature,
         timeout=step.timeout,
-        retry=b._task_options(step, path)["retry"],
+        retry=ctx.retry(step),
     )
 
 
-def add_orchestrator(b: _Builder, wf: Workflow, step: StepSpec, path: Loc) -> None:
+def add_orchestrator(ctx: SpecContext, wf: Workflow, step: StepSpec, path: Loc) -> None:
     names: list[str] = []
     for j, worker in enumerate(step.workers or []):
-        names.append(_worker(b, wf, worker, (*path, "workers", j)))
-    planner = _function_or_model(b, step.planner or "", (*path, "planner"))
+        names.append(_worker(ctx, wf, worker, (*path, "workers", j)))
+    planner = _function_or_model(ctx, step.planner or "", (*path, "planner"))
     synthesizer = (
-        _function_or_model(b, step.synthesizer, (*path, "synthesizer"))
+        _function_or_model(ctx, step.synthesizer, (*path, "synthesizer"))
         if step.synthesizer
         else None
     )
@@ -60,26 +58,26 @@ def add_orchestrator(b: _Builder, wf: Workflow, step: StepSpec, path: Loc) -> No
         synthesizer_prompt=step.synthesizer_prompt or "",
         max_subtasks=step.max_subtasks or 20,
         timeout=step.timeout,
-        retry=b._task_options(step, path)["retry"],
+        retry=ctx.retry(step),
     )
 
 
-def _worker(b: _Builder, wf: Workflow, step: StepSpec, path: Loc) -> str:
+def _worker(ctx: SpecContext, wf: Workflow, step: StepSpec, path: Loc) -> str:
     options: dict[str, Any] = {
         "capability": step.capability or "",
         "description": step.description or "",
         "timeout": step.timeout,
-        "retry": b._task_options(step, path)["retry"],
+        "retry": ctx.retry(step),
     }
     if step.handler is not None:
-        fn = b._ref(step.handler, (*path, "handler"))
+        fn = ctx.ref(step.handler, (*path, "handler"))
         if fn is None:
-            _stop()
+            stop()
         options["handler"] = fn
     else:
         options.update(
-            model=_model(b, step.model or "", (*path, "model")),
-            tools=_tools(b, step, path),
+            model=_model(ctx, step.model or "", (*path, "model")),
+            tools=_tools(ctx, step, path),
             system=step.system_prompt or "",
             max_steps=step.max_steps or 10,
             token_budget=step.token_budget,
@@ -88,45 +86,39 @@ def _worker(b: _Builder, wf: Workflow, step: StepSpec, path: Loc) -> str:
     try:
         return wf.worker(step.name, **options)
     except DefinitionError as exc:
-        b.problem(path, exc.message)
-        _stop()
+        ctx.problem(path, exc.message)
+        stop()
 
 
-def _tools(b: _Builder, step: StepSpec, path: Loc) -> list[Any]:
+def _tools(ctx: SpecContext, step: StepSpec, path: Loc) -> list[Any]:
     from cadenza.agents.tools import as_tool
 
     found: list[Any] = []
     for i, ref in enumerate(step.tools or []):
-        fn = b._ref(ref, (*path, "tools", i))
+        fn = ctx.ref(ref, (*path, "tools", i))
         if fn is None:
             continue
         try:
             found.append(unimported_tool(ref, i) if is_unimported(fn) else as_tool(fn))
         except DefinitionError as exc:
-            b.problem((*path, "tools", i), exc.message)
+            ctx.problem((*path, "tools", i), exc.message)
     if len(found) != len(step.tools or []):
-        _stop()
+        stop()
     return found
 
 
-def _model(b: _Builder, ref: str, path: Loc) -> Any:
+def _model(ctx: SpecContext, ref: str, path: Loc) -> Any:
     try:
-        return b.refs.model(ref)
+        return ctx.refs.model(ref)
     except DefinitionError as exc:
-        b.problem(path, exc.message)
-        _stop()
+        ctx.problem(path, exc.message)
+        stop()
 
 
-def _function_or_model(b: _Builder, ref: str, path: Loc) -> Callable[..., Any] | Any:
+def _function_or_model(ctx: SpecContext, ref: str, path: Loc) -> Callable[..., Any] | Any:
     """A handler by name or import path, else a model by name or spec."""
     try:
-        return b.refs.function_or_model(ref)
+        return ctx.refs.function_or_model(ref)
     except DefinitionError as exc:
-        b.problem(path, exc.message)
-        _stop()
-
-
-def _stop() -> NoReturn:
-    from cadenza.graph.spec_compile import _Reported
-
-    raise _Reported
+        ctx.problem(path, exc.message)
+        stop()

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 from pydantic import ValidationError
 
 from cadenza.core.errors import DefinitionError
+from cadenza.graph._spec_context import SpecContext
 from cadenza.graph._spec_refs import module_problem
 from cadenza.graph.config import WorkflowConfiguration
 from cadenza.graph.spec import MAX_CONCURRENCY, MAX_RETRIES, MAX_SECONDS, FieldSpec
 from cadenza.graph.spec_read import Problem
 
 if TYPE_CHECKING:
-    from cadenza.graph.spec_compile import _Builder
     from cadenza.graph.spec_read import Loc
 
 _TYPES: dict[str, Any] = {
@@ -45,63 +45,63 @@ _CONFIG_MOST: dict[str, float] = {
 }
 
 
-def check_modules(b: _Builder, named: Sequence[str], given: Sequence[str]) -> None:
+def check_modules(ctx: SpecContext, named: Sequence[str], given: Sequence[str]) -> None:
     """Refuse a handler module that is not a module name (``../evil``), imported or not:
     ``named`` come from the file's ``handlers``, ``given`` from the caller (``--handlers``)."""
-    listed = isinstance(b.spec.handlers, list)
+    listed = isinstance(ctx.spec.handlers, list)
     for i, name in enumerate(named):
         problem = module_problem(name)
         if problem is not None:
-            b.problem(("handlers", i) if listed else ("handlers",), problem)
+            ctx.problem(("handlers", i) if listed else ("handlers",), problem)
     for name in given:
         problem = module_problem(name)
         if problem is not None:
-            b.problems.append(Problem((), f"handler module: {problem}"))
-    b.raise_problems()
+            ctx.problems.append(Problem((), f"handler module: {problem}"))
+    ctx.raise_problems()
 
 
-def import_modules(b: _Builder, modules: Sequence[str]) -> None:
+def import_modules(ctx: SpecContext, modules: Sequence[str]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
         except Exception as exc:
-            b.problem(("handlers",), f"cannot import handler module {name!r}: {exc}")
-    b.raise_problems()
+            ctx.problem(("handlers",), f"cannot import handler module {name!r}: {exc}")
+    ctx.raise_problems()
 
 
-def state_type(b: _Builder) -> Any:
+def state_type(ctx: SpecContext) -> Any:
     """The state schema: a TypedDict of the declared fields, reducers as annotations."""
-    if not b.spec.state:
+    if not ctx.spec.state:
         return dict
     fields: dict[str, Any] = {}
-    for key, field in b.spec.state.items():
+    for key, field in ctx.spec.state.items():
         spec = field if isinstance(field, FieldSpec) else FieldSpec(type=field)
         tp = _TYPES[spec.type]
         if spec.reducer is not None:
-            reducer = _reducer(b, spec.reducer, ("state", key, "reducer"))
+            reducer = _reducer(ctx, spec.reducer, ("state", key, "reducer"))
             tp = Annotated[tp, reducer] if reducer is not None else tp
         fields[key] = tp
-    return TypedDict(f"{b.spec.name}_state", fields, total=False)  # type: ignore[operator]
+    return TypedDict(f"{ctx.spec.name}_state", fields, total=False)  # type: ignore[operator]
 
 
-def _reducer(b: _Builder, ref: str, path: Loc) -> Callable[[Any, Any], Any] | None:
+def _reducer(ctx: SpecContext, ref: str, path: Loc) -> Callable[[Any, Any], Any] | None:
     if ref in _REDUCERS:
         return _REDUCERS[ref]
     if ":" in ref:
         try:
-            return b.refs.handler(ref)
+            return ctx.refs.handler(ref)
         except DefinitionError as exc:
-            b.problem(path, exc.message)
+            ctx.problem(path, exc.message)
             return None
-    b.problem(
+    ctx.problem(
         path, f"unknown reducer {ref!r}; use {', '.join(_REDUCERS)} or package.module:function"
     )
     return None
 
 
-def configuration(b: _Builder) -> WorkflowConfiguration:
+def configuration(ctx: SpecContext) -> WorkflowConfiguration:
     try:
-        config = WorkflowConfiguration.model_validate(b.spec.config or {})
+        config = WorkflowConfiguration.model_validate(ctx.spec.config or {})
     except ValidationError as exc:
         for error in exc.errors(include_url=False, include_input=False):
             key = error["loc"][0] if error["loc"] else ""
@@ -110,10 +110,10 @@ def configuration(b: _Builder) -> WorkflowConfiguration:
                 if error["type"] == "extra_forbidden"
                 else str(error["msg"])
             )
-            b.problem(("config", key), message)
+            ctx.problem(("config", key), message)
         return WorkflowConfiguration()
     for key, most in _CONFIG_MOST.items():
         value = getattr(config, key)
         if value is not None and not (math.isfinite(value) and value <= most):
-            b.problem(("config", key), f"Input should be a finite number at most {most:,}")
+            ctx.problem(("config", key), f"Input should be a finite number at most {most:,}")
     return config

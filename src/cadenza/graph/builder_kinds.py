@@ -1,14 +1,14 @@
 """The builder's verbs for composite and special steps: parallel, map, conditional, loop,
-wait, approval, rollback and webhook (and, from ``_builder_agents``, react, worker and
-orchestrator). Part of :class:`cadenza.graph.builder.Workflow`."""
+wait, approval, rollback and webhook. :class:`cadenza.graph.builder.Workflow` has them; they
+build the step and add it to the workflow's :class:`~cadenza.graph._draft.Draft`, the only
+state they touch."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cadenza.core.errors import DefinitionError
-from cadenza.graph._builder_agents import AgentsMixin
 from cadenza.graph._builder_args import (
     StepRef,
     _condition,
@@ -16,6 +16,7 @@ from cadenza.graph._builder_args import (
     _policy,
     _positive,
 )
+from cadenza.graph._draft import Draft
 from cadenza.graph.handlers import make_handler
 from cadenza.graph.ir import (
     FailurePolicy,
@@ -26,12 +27,11 @@ from cadenza.graph.ir import (
 )
 from cadenza.resilience.retry import RetryPolicy
 
-if TYPE_CHECKING:
-    pass
 
+class KindVerbs:
+    """The verbs for the composite and special step kinds."""
 
-class KindsMixin(AgentsMixin):
-    """Part of :class:`Workflow`: the verbs for every step kind but the plain task."""
+    _draft: Draft
 
     def parallel(
         self,
@@ -46,8 +46,10 @@ class KindsMixin(AgentsMixin):
         path = f"steps.{name}"
         if not branches:
             raise DefinitionError("a parallel step needs at least one branch", path=path)
-        graphs = tuple(self._branch(b, f"{path}.branches[{i}]") for i, b in enumerate(branches))
-        return self._add(
+        graphs = tuple(
+            self._draft.branch(b, f"{path}.branches[{i}]") for i, b in enumerate(branches)
+        )
+        return self._draft.add(
             Step(
                 name=name,
                 kind=StepKind.PARALLEL,
@@ -70,12 +72,12 @@ class KindsMixin(AgentsMixin):
         ``items`` or the list ``items(state)`` returns. Each branch sees ``ctx.item`` and
         ``ctx.index``; updates join in item order."""
         path = f"steps.{name}"
-        return self._add(
+        return self._draft.add(
             Step(
                 name=name,
                 kind=StepKind.MAP,
                 items=items,
-                body=self._branch(branch, f"{path}.branch"),
+                body=self._draft.branch(branch, f"{path}.branch"),
                 max_concurrent=_positive(max_concurrent, f"{path}.max_concurrent"),
                 on_failure=_enum(FailurePolicy, on_failure, f"{path}.on_failure"),
             )
@@ -106,15 +108,15 @@ class KindsMixin(AgentsMixin):
                 )
             for i, (target, cond) in enumerate(routes.items()):
                 compiled.append(
-                    Route(self._target(target), _condition(cond, f"{path}.routes[{i}]"))
+                    Route(self._draft.target(target), _condition(cond, f"{path}.routes[{i}]"))
                 )
         else:
             if routes is None or isinstance(routes, Mapping | str):
                 raise DefinitionError(
                     "a router needs the list of steps it may return: routes=[...]", path=path
                 )
-            compiled = [Route(self._target(t)) for t in routes]
-        return self._add(
+            compiled = [Route(self._draft.target(t)) for t in routes]
+        return self._draft.add(
             Step(
                 name=name,
                 kind=StepKind.CONDITIONAL,
@@ -122,7 +124,7 @@ class KindsMixin(AgentsMixin):
                 router=make_handler(router, path=f"{path}.router", inline=True)
                 if router is not None
                 else None,
-                default=self._target(default) if default is not None else None,
+                default=self._draft.target(default) if default is not None else None,
                 mode=_enum(RouteMode, mode, f"{path}.mode"),
             )
         )
@@ -144,11 +146,11 @@ class KindsMixin(AgentsMixin):
                 "forever)",
                 path=f"{path}.max_iterations",
             )
-        return self._add(
+        return self._draft.add(
             Step(
                 name=name,
                 kind=StepKind.LOOP,
-                body=self._branch(body, f"{path}.body"),
+                body=self._draft.branch(body, f"{path}.body"),
                 until=_condition(until, f"{path}.until"),
                 max_iterations=max_iterations,
             )
@@ -171,7 +173,7 @@ class KindsMixin(AgentsMixin):
         if seconds is not None and (not isinstance(seconds, int | float) or seconds < 0):
             raise DefinitionError("seconds must be a number >= 0", path=f"{path}.seconds")
         options = {"signal": signal, "output": output} if signal is not None else {}
-        return self._add(
+        return self._draft.add(
             Step(
                 name=name,
                 kind=StepKind.WAIT,
@@ -221,14 +223,14 @@ class KindsMixin(AgentsMixin):
             "on_timeout": on_timeout,
             "summary": summary,
             "show": list(show),
-            "on_reject": self._target(on_reject) if on_reject is not None else None,
+            "on_reject": self._draft.target(on_reject) if on_reject is not None else None,
         }
-        return self._add(Step(name=name, kind=StepKind.HUMAN_APPROVAL, options=options))
+        return self._draft.add(Step(name=name, kind=StepKind.HUMAN_APPROVAL, options=options))
 
     def rollback(self, name: str, *, reason: str = "") -> str:
         """A ROLLBACK step: reaching it compensates the completed steps (newest first) and
         fails the run with ``reason``. Put it on a route, e.g. a rejected payment."""
-        return self._add(Step(name=name, kind=StepKind.ROLLBACK, options={"reason": reason}))
+        return self._draft.add(Step(name=name, kind=StepKind.ROLLBACK, options={"reason": reason}))
 
     def webhook(
         self,
@@ -243,6 +245,7 @@ class KindsMixin(AgentsMixin):
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         breaker: str | None = None,
+        callback: str | None = None,
     ) -> str:
         """A WEBHOOK step: ``method`` the JSON of the state keys ``payload`` (the whole state
         when ``None``) to ``endpoint`` (or to ``config.webhook_endpoints[name]``), signed with
@@ -250,7 +253,9 @@ class KindsMixin(AgentsMixin):
         :mod:`cadenza.steps.webhook` for the scheme). The answer (JSON, else text) is stored
         under ``output`` when given. Connection errors, timeouts (default 30 s), 5xx, 408 and
         429 are retried per ``retry`` (else the workflow's ``max_retries``); other statuses
-        fail the step at once. Every attempt sends the same ``Idempotency-Key``."""
+        fail the step at once. Every attempt sends the same ``Idempotency-Key``. With
+        ``callback`` (a state key), the step then waits for the receiver's signed callback to
+        ``cadenza serve`` and stores its body there (see :mod:`cadenza.steps.webhook`)."""
         path = f"steps.{name}"
         if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
             raise DefinitionError(
@@ -274,6 +279,17 @@ class KindsMixin(AgentsMixin):
             raise DefinitionError(
                 "secret_env is the name of an environment variable", path=f"{path}.secret_env"
             )
+        if callback is not None and (not isinstance(callback, str) or not callback):
+            raise DefinitionError(
+                "callback is the state key to store the callback's body in",
+                path=f"{path}.callback",
+            )
+        if callback is not None and not secret_env:
+            raise DefinitionError(
+                "a step that waits for a callback needs secret_env: callbacks are verified "
+                "with its secrets",
+                path=f"{path}.callback",
+            )
         options = {
             "endpoint": endpoint,
             "method": verb,
@@ -282,12 +298,12 @@ class KindsMixin(AgentsMixin):
             "headers": {str(k): str(v) for k, v in (headers or {}).items()},
             "secret_env": secret_env,
         }
-        return self._add(
+        return self._draft.add(
             Step(
                 name=name,
                 kind=StepKind.WEBHOOK,
                 policy=_policy(timeout, None, 0.0, retry, path, breaker=breaker),
-                writes=frozenset({output}) if output else frozenset(),
-                options=options,
+                writes=frozenset(k for k in (output, callback) if k),
+                options={**options, "callback": callback} if callback else options,
             )
         )

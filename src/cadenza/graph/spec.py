@@ -131,6 +131,7 @@ class StepSpec(BaseModel):
     payload: list[str] | None = None
     headers: dict[str, str] | None = None
     secret_env: str | None = None
+    callback: str | None = None
     # HUMAN_APPROVAL
     approvers: list[str] | None = None
     required_for: list[str] | None = None
@@ -308,6 +309,7 @@ _ONLY_FOR: dict[str, frozenset[StepType]] = {
     "payload": frozenset({StepType.WEBHOOK}),
     "headers": frozenset({StepType.WEBHOOK}),
     "secret_env": frozenset({StepType.WEBHOOK}),
+    "callback": frozenset({StepType.WEBHOOK}),
     "approvers": frozenset({StepType.HUMAN_APPROVAL}),
     "required_for": frozenset({StepType.HUMAN_APPROVAL}),
     "quorum": frozenset({StepType.HUMAN_APPROVAL}),

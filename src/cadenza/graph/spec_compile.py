@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.core.errors import DefinitionError
+from cadenza.graph._builder_args import StepRef
 from cadenza.graph._spec_agents import add_orchestrator, add_react
+from cadenza.graph._spec_context import Reported, SpecContext, stop
 from cadenza.graph._spec_refs import References
 from cadenza.graph._spec_workflow import check_modules, configuration, import_modules, state_type
 from cadenza.graph.builder import Workflow
 from cadenza.graph.registry import HandlerRegistry, handlers
 from cadenza.graph.spec import StepSpec, StepType, WorkflowSpec
-from cadenza.graph.spec_load import Loc, Locator, Problem, SpecError
+from cadenza.graph.spec_load import Loc, Locator, SpecError
 from cadenza.graph.spec_read import MAX_SHOWN
 from cadenza.resilience.limits import Bulkhead
-from cadenza.resilience.retry import RetryPolicy
 
 
 def load_workflow_file(
@@ -78,43 +79,35 @@ def compile_spec(
     refs = References(
         registry, imports=imports, modules_named=bool(modules), base=Path(file).resolve().parent
     )
-    builder = _Builder(spec, locator, file, refs)
-    check_modules(builder, named, handler_modules)
+    ctx = SpecContext(spec, locator, file, refs)
+    check_modules(ctx, named, handler_modules)
     if imports:
-        import_modules(builder, modules)
-    workflow = builder.build()
-    builder.raise_problems()
+        import_modules(ctx, modules)
+    workflow = _Builder(ctx).build()
+    ctx.raise_problems()
     try:
         workflow.compile()
     except DefinitionError as exc:
-        raise SpecError(file, [builder.locate_definition_error(exc)]) from None
+        raise SpecError(file, [ctx.locate_definition_error(exc)]) from None
     return workflow
 
 
 class _Builder:
-    def __init__(self, spec: WorkflowSpec, locator: Locator, file: str, refs: References):
-        self.spec = spec
-        self.locator = locator
-        self.file = file
-        self.refs = refs
-        self.problems: list[Problem] = []
-        self.where: dict[str, Loc] = {}  # step name -> its place in the file
+    """Builds the workflow ``ctx.spec`` describes, step by step, recording each problem in
+    ``ctx`` where it was found."""
+
+    def __init__(self, ctx: SpecContext):
+        self.ctx = ctx
         self.comparisons = 20_000  # the budget of name comparisons for suggestions (~0.1 s)
 
-    def problem(self, path: Loc, message: str) -> None:
-        self.problems.append(self.locator.problem(path, message))
-
-    def raise_problems(self) -> None:
-        if self.problems:
-            raise SpecError(self.file, self.problems)
-
     def build(self) -> Workflow:
-        state = state_type(self)
-        config = configuration(self)
+        ctx = self.ctx
+        state = state_type(ctx)
+        config = configuration(ctx)
         workflow = Workflow(
-            self.spec.name, state=state, config=config, description=self.spec.description or ""
+            ctx.spec.name, state=state, config=config, description=ctx.spec.description or ""
         )
-        self._add_steps(workflow, self.spec.steps, ("steps",))
+        self._add_steps(workflow, ctx.spec.steps, ("steps",))
         return workflow
 
     # -- steps -------------------------------------------------------------------------------
@@ -124,21 +117,21 @@ class _Builder:
         seen: dict[str, int] = {}
         for i, step in enumerate(steps):
             if step.name in seen:
-                self.problem(
+                self.ctx.problem(
                     (*path, i, "name"),
                     f"duplicate step name {step.name!r} (also step {seen[step.name] + 1})",
                 )
                 continue
             seen[step.name] = i
-            self.where.setdefault(step.name, (*path, i))
+            self.ctx.where.setdefault(step.name, (*path, i))
             self._add_step(wf, step, (*path, i))
         for i, step in enumerate(steps):
             for field, targets in _targets(step):
                 for target in targets:
                     if target not in seen:
                         hint = self._suggest(target, seen)
-                        self.problem((*path, i, field), f"unknown step {target!r}{hint}")
-        if self.problems:
+                        self.ctx.problem((*path, i, field), f"unknown step {target!r}{hint}")
+        if self.ctx.problems:
             return
         for i, step in enumerate(steps):
             following = names[i + 1] if i + 1 < len(names) else None
@@ -149,7 +142,7 @@ class _Builder:
     def _suggest(self, target: str, names: Collection[str]) -> str:
         """A near-miss step name, while the comparisons stay few: difflib against every name
         of a file of thousands of steps, for each unknown name, would take seconds."""
-        if len(self.problems) >= MAX_SHOWN or len(names) > self.comparisons:
+        if len(self.ctx.problems) >= MAX_SHOWN or len(names) > self.comparisons:
             return ""
         self.comparisons -= len(names)
         close = difflib.get_close_matches(target, names, n=1)
@@ -197,32 +190,27 @@ class _Builder:
                     on_reject=step.on_reject,
                 )
             elif t is StepType.REACT:
-                add_react(self, wf, step, path)
+                add_react(self.ctx, wf, step, path)
             elif t is StepType.ORCHESTRATOR:
-                add_orchestrator(self, wf, step, path)
+                add_orchestrator(self.ctx, wf, step, path)
             else:
-                self.problem(
+                self.ctx.problem(
                     path,
                     "a WORKER executes subtasks of an ORCHESTRATOR: put it in that "
                     "ORCHESTRATOR's 'workers' list",
                 )
-        except _Reported:
+        except Reported:
             pass  # already recorded where it was found
         except DefinitionError as exc:
-            self.problem(path, exc.message)
+            self.ctx.problem(path, exc.message)
 
     def _task_options(self, step: StepSpec, path: Loc) -> dict[str, Any]:
-        retry: RetryPolicy | None = None
-        if isinstance(step.retry, int):
-            retry = RetryPolicy(max_attempts=step.retry + 1)
-        elif step.retry is not None:
-            retry = RetryPolicy(**step.retry.model_dump())
         return {
             "timeout": step.timeout,
-            "retry": retry,
-            "compensate": self._ref(step.compensate, (*path, "compensate")),
+            "retry": self.ctx.retry(step),
+            "compensate": self.ctx.ref(step.compensate, (*path, "compensate")),
             "breaker": step.breaker,
-            "fallback": self._ref(step.fallback, (*path, "fallback")),
+            "fallback": self.ctx.ref(step.fallback, (*path, "fallback")),
             "bulkhead": Bulkhead(step.bulkhead.name, step.bulkhead.limit)
             if step.bulkhead
             else None,
@@ -230,27 +218,19 @@ class _Builder:
 
     def _handler(self, step: StepSpec, path: Loc) -> Callable[..., Any]:
         named = step.handler is not None  # an empty handler is an error, not the step's name
-        fn = self._ref(
+        fn = self.ctx.ref(
             step.handler if named else step.name, (*path, "handler" if named else "name")
         )
         if fn is None:
-            raise _Reported
+            stop()
         if step.input is None and step.output is None:
             return fn
         return _mapped(fn, step.input, step.output)
 
-    def _ref(self, ref: str | None, path: Loc) -> Callable[..., Any] | None:
-        if ref is None:
-            return None
-        try:
-            return self.refs.handler(ref)
-        except DefinitionError as exc:
-            self.problem(path, exc.message)
-            return None
-
     def _conditional(self, wf: Workflow, step: StepSpec) -> None:
         if step.routes is not None:
-            wf.conditional(step.name, dict(step.routes), default=step.default)
+            routes: dict[StepRef, str | Callable[..., Any]] = {k: v for k, v in step.routes.items()}
+            wf.conditional(step.name, routes, default=step.default)
             return
         joiner = " && " if step.match == "all" else " || "
         condition = joiner.join(f"({c})" for c in _conditions(step))
@@ -265,13 +245,13 @@ class _Builder:
                 self._branch(wf, b, (*path, "branches", i)) for i, b in enumerate(step.branches)
             ]
         else:
-            found = self.refs.registry.branches(step.name)
+            found = self.ctx.refs.registry.branches(step.name)
             if not found:
-                single = self._ref(step.name, (*path, "name"))
+                single = self.ctx.ref(step.name, (*path, "name"))
                 found = [single] if single is not None else []
             branches = found
         if not branches:
-            raise _Reported
+            stop()
         if step.for_each is not None:
             if len(branches) != 1:
                 raise DefinitionError(
@@ -293,9 +273,9 @@ class _Builder:
         self, wf: Workflow, branch: StepSpec | str | list[StepSpec | str], path: Loc
     ) -> Any:
         if isinstance(branch, str):
-            fn = self._ref(branch, path)
+            fn = self.ctx.ref(branch, path)
             if fn is None:
-                raise _Reported
+                stop()
             return fn
         items = [branch] if isinstance(branch, StepSpec) else branch
         steps = [
@@ -307,8 +287,8 @@ class _Builder:
     def _sub(self, wf: Workflow, steps: Sequence[StepSpec], path: Loc) -> Workflow:
         sub = Workflow(f"{wf.name}.{path[-1]}", state=wf.state_type, config=wf.config)
         self._add_steps(sub, steps, path)
-        if self.problems:
-            raise _Reported
+        if self.ctx.problems:
+            stop()
         return sub
 
     def _webhook(self, wf: Workflow, step: StepSpec) -> None:
@@ -320,29 +300,11 @@ class _Builder:
             output=step.output if isinstance(step.output, str) else None,
             headers=step.headers,
             secret_env=step.secret_env,
+            callback=step.callback,
             timeout=step.timeout,
-            retry=self._task_options(step, ())["retry"],
+            retry=self.ctx.retry(step),
             breaker=step.breaker,
         )
-
-    # -- errors from the builder -------------------------------------------------------------
-
-    def locate_definition_error(self, exc: DefinitionError) -> Problem:
-        parts = exc.path.split(".") if exc.path else []
-        name = parts[1].split("[", 1)[0] if len(parts) > 1 and parts[0] == "steps" else None
-        where = self.where.get(name or "", ())
-        message = exc.message.replace(
-            "repeat work with a loop step (wf.loop(..., max_iterations=N))",
-            "repeat work with a LOOP step (with max_iterations)",
-        ).replace(
-            "with wf.edge(...) or wf.chain(...), or name every first step with wf.start(...)",
-            "with 'next'",
-        )
-        return self.locator.problem(where, message)
-
-
-class _Reported(Exception):
-    """A problem already recorded with its location; stop building this step."""
 
 
 def _conditions(step: StepSpec) -> list[str]:

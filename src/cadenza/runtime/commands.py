@@ -1,4 +1,5 @@
-"""Commands to runs that execute in another process: cancel, signal, pause and unpause.
+"""Commands to runs: cancel, signal, pause and unpause, and how the engine that holds a run
+applies those sent to it.
 
 A process that does not hold a run cannot write to its log (the holder's appends would then
 conflict with it, and a fenced store refuses it anyway). So it records the command in the
@@ -6,15 +7,15 @@ store, which makes the run due and hints the holder (``NOTIFY`` on PostgreSQL); 
 applies it between steps (it polls for commands too, as a safety net), and marks it done with
 what happened. A run that nobody executes (queued, paused, waiting) is claimed by whoever
 applies the command: the sender itself, or the next worker that claims the run. The sender
-waits for the outcome; if the holder dies first, the sender claims the run and applies it."""
+waits for the outcome (see :mod:`cadenza.runtime.control`); if the holder dies first, the
+sender claims the run and applies it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import structlog
 
@@ -22,13 +23,12 @@ from cadenza.core.errors import CadenzaError, StoreError, StoreUnavailable
 from cadenza.core.events import EventType
 from cadenza.core.ids import RunId
 from cadenza.core.status import WorkflowStatus, check_transition
-from cadenza.runtime.engine_leases import RunHeld
-from cadenza.runtime.ownership import held_elsewhere, next_wake
-from cadenza.store.base import Command, RunRecord
-
-if TYPE_CHECKING:
-    from cadenza.runtime.engine import Engine
-    from cadenza.runtime.run import RunExecution
+from cadenza.runtime.held import HeldRuns
+from cadenza.runtime.leases import LeaseKeeper
+from cadenza.runtime.outages import Outage
+from cadenza.runtime.run import RunExecution
+from cadenza.runtime.wakeups import Wakeups
+from cadenza.store.base import Command, Hint, Hints, Store
 
 _log = structlog.get_logger("cadenza.engine")
 
@@ -44,81 +44,38 @@ _EXECUTABLE = (
 )
 
 
-class CommandsMixin:
-    """Part of :class:`Engine`: sending commands to runs held elsewhere, and applying those
-    sent to runs held here."""
+class Inbox:
+    """The commands sent to runs this engine holds: those waiting for a run it just claimed,
+    and those that arrive while it executes one (looked for by the engine's
+    :class:`~cadenza.runtime.heartbeat.Heartbeat`, or found at once from the store's hints,
+    which also wake the engine's workers)."""
 
-    #: Seconds between looks for commands to runs in flight (stores without hints).
-    command_poll: float = 0.5
-
-    def _init_commands(self: Engine) -> None:
+    def __init__(
+        self, store: Store, held: HeldRuns, leases: LeaseKeeper, outage: Outage, wakeups: Wakeups
+    ) -> None:
+        self.store = store
+        self.held = held
+        self.leases = leases
+        self.outage = outage
+        self.wakeups = wakeups
+        #: Whether to listen for the store's hints (where it sends them); off: poll only.
+        self.use_hints = True
+        #: Whether hints arrive now (the poll is slower meanwhile).
+        self.hints_live = False
+        self._hints: Hints | None = store if isinstance(store, Hints) else None
         self._applied: set[int] = set()  # commands applied (or being applied) here
-        self._wakeups: list[Callable[[], None]] = []
         self._chores: set[asyncio.Task[Any]] = set()
-        self._hints_task: asyncio.Task[None] | None = None
-        self._hints_live = False
+        self._listening: asyncio.Task[None] | None = None
 
-    def on_wake(self: Engine, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (no arguments, must not block) whenever there may be new work:
-        a hint from the store, or a run of this engine ending (a slot is free)."""
-        self._wakeups.append(callback)
-        self._start_background()
+    @property
+    def listening(self) -> bool:
+        """Whether this engine listens for the store's hints."""
+        return self._listening is not None
 
-    def _wake_workers(self: Engine) -> None:
-        for callback in tuple(self._wakeups):
-            callback()
+    # -- applying ------------------------------------------------------------------------------
 
-    # -- sending -----------------------------------------------------------------------------
-
-    async def _send(
-        self: Engine,
-        record: RunRecord,
-        kind: str,
-        data: dict[str, Any],
-        actor: str,
-        timeout: float | None = None,
-    ) -> Command:
-        """Record a command for the engine executing ``record`` and wait until it is applied
-        (by that engine, or here if it dies first); returns the command with its outcome."""
-        command_id = await self.store.send_command(record.run_id, kind, data, actor=actor)
-        _log.info("command_sent", run_id=record.run_id, kind=kind, to=record.owner)
-        limit = time.monotonic() + (timeout if timeout is not None else 2 * self.lease_seconds)
-        delay = 0.02
-        while True:
-            command = await self.store.get_command(command_id)
-            if command is None:
-                raise StoreError(f"command {command_id} to run {record.run_id} vanished")
-            if command.outcome is not None:
-                return command
-            current = await self.store.get_run(record.run_id)
-            if not held_elsewhere(current, self.owner, time.time()):
-                with contextlib.suppress(RunHeld):  # taken by another meanwhile: wait on
-                    await self._take_and_apply(current)
-                    continue
-            if time.monotonic() > limit:
-                raise CadenzaError(
-                    f"{kind} to run {record.run_id} is recorded (command {command_id}), but "
-                    f"{current.owner}, which executes the run, has not applied it yet; it will "
-                    "be applied when the run next reaches a step boundary"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
-
-    async def _take_and_apply(self: Engine, record: RunRecord) -> None:
-        """Claim a run nobody executes, apply its waiting commands, and go on with it here if
-        it has work to do."""
-        if record.status.terminal:
-            for command in await self.store.pending_commands([record.run_id]):
-                await self.store.finish_command(command.id, f"refused: the run is {record.status}")
-            return
-        execution = await self._take(record)
-        if await self._apply_on_claim(execution):
-            self._start_execution(execution, record.deadline)
-
-    # -- applying ----------------------------------------------------------------------------
-
-    async def _apply_on_claim(
-        self: Engine, execution: RunExecution, pending: Sequence[Command] | None = None
+    async def apply_on_claim(
+        self, execution: RunExecution, pending: Sequence[Command] | None = None
     ) -> bool:
         """Apply the commands waiting for a run just claimed (not executing yet; ``pending``
         if the caller read them already); returns whether it should execute. If not, it is
@@ -136,21 +93,21 @@ class CommandsMixin:
             )
         if execution.progress.status in _EXECUTABLE:
             return True
-        await self._release(execution.run_id, wake_at=next_wake(execution.progress))
+        await self.leases.hand_back(execution.run_id, execution.progress)
         return False
 
-    async def _apply_commands(self: Engine, run_ids: Sequence[RunId]) -> None:
+    async def apply_running(self, run_ids: Sequence[RunId]) -> None:
         """Apply the commands waiting for runs this engine is executing."""
         try:
             pending = await self.store.pending_commands(run_ids)
-        except StoreUnavailable as exc:  # looked for again at the next beat
-            self._outage.failed(exc, "looking for commands")
+        except StoreUnavailable as exc:  # looked for again at the next poll
+            self.outage.failed(exc, "looking for commands")
             return
         except StoreError as exc:
             _log.warning("command_poll_failed", error=str(exc))
             return
         for command in pending:
-            execution = self._executions.get(command.run_id)
+            execution = self.held.execution(command.run_id)
             if execution is None or command.id in self._applied:
                 continue
             self._applied.add(command.id)
@@ -166,10 +123,10 @@ class CommandsMixin:
                 await self.store.finish_command(command.id, outcome)
             _log.info("command_applied", run_id=command.run_id, kind=command.kind, outcome=outcome)
 
-    async def _apply_running(self: Engine, execution: RunExecution, command: Command) -> str:
+    async def _apply_running(self, execution: RunExecution, command: Command) -> str:
         run_id, data = execution.run_id, command.data
         if command.kind == CANCEL:
-            await self._cancel_here(run_id, str(data.get("reason") or "cancelled"))
+            await self.held.cancel(run_id, str(data.get("reason") or "cancelled"))
             return "cancelled"
         if command.kind == SIGNAL:
             await execution.commit(EventType.SIGNAL, data=_signal_data(command))
@@ -186,17 +143,47 @@ class CommandsMixin:
             return "unpaused"
         return f"refused: unknown command {command.kind!r}"
 
-    async def _cancel_here(self: Engine, run_id: RunId, reason: str) -> None:
-        """Cancel a run executing in this engine: its steps stop, CANCELLED is recorded."""
-        task = self._active.get(run_id)
-        execution = self._executions.get(run_id)
-        if task is None or execution is None:
-            raise CadenzaError(f"run {run_id} is not executing here")
-        check_transition(execution.progress.status, WorkflowStatus.CANCELLED)
-        self._cancel_reasons[run_id] = reason
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(task)
+    # -- hints ---------------------------------------------------------------------------------
+
+    def listen(self) -> None:
+        """Listen for the store's hints from now on (if it sends them and :attr:`use_hints`
+        is set): commands are applied at once, and the engine's workers woken."""
+        if self._listening is None and self.use_hints and self._hints is not None:
+            self._listening = asyncio.get_running_loop().create_task(self._listen(self._hints))
+
+    async def stop(self) -> None:
+        for task in (self._listening, *self._chores):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._listening = None
+
+    async def _listen(self, store: Hints) -> None:
+        try:
+            hint: Hint
+            async for hint in store.hints():
+                if hint.kind == "ready":
+                    self.hints_live = True
+                elif hint.kind == "command" and hint.run_id in self.held:
+                    assert hint.run_id is not None
+                    self.chore(self.apply_running([hint.run_id]))
+                self.wakeups.fire()
+        except Exception:  # polling still finds the work, just later
+            _log.exception("hints_failed")
+        finally:
+            self.hints_live = False
+
+    def chore(self, work: Coroutine[Any, Any, None]) -> None:
+        """Do ``work`` in the background (kept referenced until it ends)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    @property
+    def busy(self) -> bool:
+        """Whether commands are being looked for or applied in the background now."""
+        return bool(self._chores)
 
 
 async def _apply_stopped(execution: RunExecution, command: Command) -> str:

@@ -5,14 +5,13 @@ run again."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cadenza.core.events import EventType
+from cadenza.runtime.calls import call_handler, check_update, context
 from cadenza.runtime.progress import COMPENSATE
 from cadenza.runtime.scheduler import first_line
-from cadenza.steps._call import call_handler, check_update, context
 
 if TYPE_CHECKING:
     from cadenza.runtime.run import RunExecution
@@ -71,7 +70,7 @@ async def _compensate(run: RunExecution, path: str) -> bool:
                 "retry": retry.should_retry(exc, attempt),
             }
             if data["retry"]:
-                retry_at = data["retry_at"] = time.time() + retry.delay(attempt)
+                retry_at = data["retry_at"] = run.clock.now() + retry.delay(attempt)
             await run.commit(EventType.COMPENSATION_FAILED, cpath, attempt=attempt, data=data)
             if data["retry"]:
                 continue

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import structlog
 
+from cadenza.core.clock import SYSTEM_CLOCK, Clock
 from cadenza.core.errors import ConflictError, StoreUnavailable
 from cadenza.core.events import Event
 from cadenza.core.ids import RunId
@@ -42,11 +42,13 @@ FLAPPING = 10.0
 
 
 class Outage:
-    """The store's health as one engine sees it; shared by everything the engine does."""
+    """The store's health as one engine sees it; shared by everything the engine does. Its
+    times and the retries' delays are the engine's ``clock``'s."""
 
-    __slots__ = ("_ended", "_failures", "_loud", "since")
+    __slots__ = ("_ended", "_failures", "_loud", "clock", "since")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.since: float | None = None  # monotonic time the store was first seen away
         self._failures = 0
         self._ended = float("-inf")  # when the last outage was seen to end
@@ -60,7 +62,7 @@ class Outage:
         """Something could not reach the store; the first failure of an outage is logged."""
         self._failures += 1
         if self.since is None:
-            self.since = now = time.monotonic()
+            self.since = now = self.clock.monotonic()
             self._loud = now - self._ended >= FLAPPING
             if self._loud:
                 _log.warning("store_unavailable", doing=doing, error=str(exc), retrying=True)
@@ -69,18 +71,17 @@ class Outage:
         """Something reached the store again: the outage (if any) is over."""
         if self.since is None:
             return
-        lasted = time.monotonic() - self.since
+        lasted = self.clock.monotonic() - self.since
         (_log.warning if self._loud else _log.debug)(
             "store_available_again", after_seconds=round(lasted, 3), failures=self._failures
         )
         self.since = None
         self._failures = 0
-        self._ended = time.monotonic()
+        self._ended = self.clock.monotonic()
 
-    @staticmethod
-    async def pause(attempt: int) -> None:
+    async def pause(self, attempt: int) -> None:
         """Wait before retry number ``attempt`` (0-based): full jitter, capped."""
-        await asyncio.sleep(random.uniform(0, min(MAX_DELAY, FIRST_DELAY * 2**attempt)))
+        await self.clock.sleep(random.uniform(0, min(MAX_DELAY, FIRST_DELAY * 2**attempt)))
 
     async def retry(self, doing: str, work: Callable[[], Awaitable[T]]) -> T:
         """``work()`` until it does not fail with :class:`StoreUnavailable` (other errors are

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -16,9 +15,9 @@ from typing import Any
 from cadenza.core.events import Event
 from cadenza.core.ids import RunId
 from cadenza.core.status import WorkflowStatus
+from cadenza.runtime.decisions import decided
 from cadenza.runtime.outages import AppendGate, Outage, append_through
 from cadenza.runtime.progress import Progress
-from cadenza.steps.approval import decided
 from cadenza.store.base import RunRecord, Snapshot, Store
 
 HOST = socket.gethostname()
@@ -118,10 +117,9 @@ class FencedStore:
         return getattr(self.store, name)
 
 
-def approval_due(progress: Progress, now: float | None = None) -> bool:
-    """A waiting run has something to do: an open request past its deadline, or a request
-    already decided (its process died before going on)."""
-    now = time.time() if now is None else now
+def approval_due(progress: Progress, now: float) -> bool:
+    """A waiting run has something to do (at ``now``): an open request past its deadline, or
+    a request already decided (its process died before going on)."""
     for path, request in progress.approvals.items():
         if path in progress.done:
             continue
@@ -131,14 +129,11 @@ def approval_due(progress: Progress, now: float | None = None) -> bool:
     return False
 
 
-def next_wake(
-    progress: Progress, *, suspended_at: int | None = None, now: float | None = None
-) -> float | None:
+def next_wake(progress: Progress, now: float, *, suspended_at: int | None = None) -> float | None:
     """When a run that stopped executing (finished, paused, or waiting for a decision or a
     signal) next needs a worker by itself: the earliest approval deadline or timer, at once if
     a decision was recorded or a signal arrived after it suspended (at log position
     ``suspended_at``), ``None`` if only an outside event can move it on."""
-    now = time.time() if now is None else now
     status = progress.status
     if status.terminal or status is WorkflowStatus.PAUSED:
         return None

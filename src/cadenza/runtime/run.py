@@ -4,26 +4,28 @@ result goes through (store first, then the fold, then observers)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
+from cadenza.core.clock import SYSTEM_CLOCK, Clock
 from cadenza.core.events import Event, EventType
 from cadenza.core.ids import RunId
 from cadenza.core.state import apply_update
 from cadenza.core.status import WorkflowStatus, check_transition
-from cadenza.graph.ir import Graph, WorkflowIR
+from cadenza.graph.ir import Graph, StepKind, WorkflowIR
 from cadenza.observe.base import Observer, notify
 from cadenza.resilience.breaker import Breakers
 from cadenza.resilience.limits import BulkheadRegistry
 from cadenza.resilience.retry import NO_RETRY, RetryPolicy
+from cadenza.runtime.kinds import Executor as StepExecutor
+from cadenza.runtime.ownership import FencedStore
 from cadenza.runtime.progress import Progress
 from cadenza.runtime.scheduler import GraphDriver
 from cadenza.runtime.scope import Scope
 from cadenza.runtime.sleeps import Sleeps
-from cadenza.store.base import Store
 
 #: A snapshot of the folded progress is stored with every this-many events.
 SNAPSHOT_EVERY = 200
@@ -35,13 +37,19 @@ _DEFERRED: ContextVar[tuple[RunId, str] | None] = ContextVar("cadenza_deferred",
 
 
 class RunExecution:
+    """One run being executed: what its steps commit through (``store``, fenced by the lease
+    it is held under), the executor of each step kind, the clock, and what every run of the
+    engine shares (thread pool, retry default, bulkheads, breakers)."""
+
     def __init__(
         self,
         *,
         run_id: RunId,
         ir: WorkflowIR,
-        store: Store,
+        store: FencedStore,
         progress: Progress,
+        executors: Mapping[StepKind, StepExecutor],
+        clock: Clock = SYSTEM_CLOCK,
         observers: Sequence[Observer] = (),
         thread_pool: Executor | None = None,
         default_retry: RetryPolicy = NO_RETRY,
@@ -53,6 +61,9 @@ class RunExecution:
         self.ir = ir
         self.store = store
         self.progress = progress
+        self.executors = executors
+        self.clock = clock
+        self._now = clock.now
         self.observers = tuple(observers)
         self.thread_pool = thread_pool
         self.limit = asyncio.Semaphore(ir.config.max_parallel_steps)
@@ -64,7 +75,7 @@ class RunExecution:
             default_retry = replace(default_retry, max_attempts=retries + 1)
         self.default_retry = default_retry
         #: Durable sleeps (timers, backoffs) go through this: see :mod:`cadenza.runtime.sleeps`.
-        self.sleeps = sleeps or Sleeps()
+        self.sleeps = sleeps or Sleeps(clock=clock)
         self.top = Scope(key="", state=progress.state)
         self._notes: list[Event] = []
         self._hold: asyncio.Event | None = None  # set while paused: steps wait before starting
@@ -76,7 +87,8 @@ class RunExecution:
         self, type: EventType, path: str, scope: str, attempt: int, data: dict[str, Any] | None
     ) -> Event:
         self.progress.seq += 1
-        return Event(self.run_id, self.progress.seq, type, path, scope, attempt, data or {})
+        seq = self.progress.seq
+        return Event(self.run_id, seq, type, path, scope, attempt, data or {}, self._now())
 
     async def commit(
         self,
@@ -147,7 +159,8 @@ class RunExecution:
         ``step_failed`` or ``step_completed`` carrying its ``started_at``), and keeping the
         start out of the log halves the store's work per step."""
         if self.observers:
-            event = Event(self.run_id, 0, type, path, scope.key if scope else "", attempt)
+            key = scope.key if scope else ""
+            event = Event(self.run_id, 0, type, path, key, attempt, {}, self._now())
             notify(self.observers, event, workflow=self.ir.name)
 
     async def set_status(self, new: WorkflowStatus, *, reason: str | None = None) -> None:
@@ -198,8 +211,7 @@ class RunExecution:
 
         ``defer`` names the step whose completion the caller stores with its own next commit
         (a loop body's last step: see :meth:`commit`)."""
-        from cadenza.steps import EXECUTORS
-
+        executors = self.executors
         done = self.progress.done
 
         async def run_step(name: str) -> tuple[str, ...] | None:
@@ -212,10 +224,10 @@ class RunExecution:
                 await self._hold.wait()
             step = graph.steps[name]
             if name != defer:
-                return await self.sleeps.step(EXECUTORS[step.kind](self, step, scope, path))
+                return await self.sleeps.step(executors[step.kind](self, step, scope, path))
             token = _DEFERRED.set((self.run_id, path))
             try:
-                return await self.sleeps.step(EXECUTORS[step.kind](self, step, scope, path))
+                return await self.sleeps.step(executors[step.kind](self, step, scope, path))
             finally:
                 _DEFERRED.reset(token)
 

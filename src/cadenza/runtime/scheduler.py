@@ -26,11 +26,9 @@ class GraphDriver:
         self.taken: set[str] = set(graph.entry)
         self.tasks: set[asyncio.Task[None]] = set()
         self.failure: BaseException | None = None
-        self.finished: asyncio.Future[None] | None = None
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.finished = loop.create_future()
         for name in self.graph.entry:
             if self.remaining[name] == 0:
                 self._spawn(name)
@@ -56,8 +54,8 @@ class GraphDriver:
                 self.failure = exc
                 for other in self.tasks:
                     other.cancel()
-        if (not self.tasks or self.failure is not None) and not self.finished.done():  # type: ignore[union-attr]
-            self.finished.set_result(None)  # type: ignore[union-attr]
+        if (not self.tasks or self.failure is not None) and not self.finished.done():
+            self.finished.set_result(None)
 
     async def _chain(self, name: str | None) -> None:
         while name is not None:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import TypeVar
+
+from cadenza.core.clock import SYSTEM_CLOCK, Clock
 
 T = TypeVar("T")
 
@@ -50,13 +51,16 @@ OnIdle = Callable[[float], None]
 
 
 class Sleeps:
-    """The sleep bookkeeping of one run execution. Without ``on_idle`` (or with ``short``
-    infinite) every sleep is slept in memory, as a plain ``asyncio.sleep``."""
+    """The sleep bookkeeping of one run execution, on ``clock``. Without ``on_idle`` (or with
+    ``short`` infinite) every sleep is slept in memory, as a plain ``clock.sleep``."""
 
-    __slots__ = ("_fired", "_on_idle", "_parked", "_pending", "_version", "busy", "short")
+    __slots__ = ("_fired", "_on_idle", "_parked", "_pending", "_version", "busy", "clock", "short")
 
-    def __init__(self, short: float = math.inf, on_idle: OnIdle | None = None) -> None:
+    def __init__(
+        self, short: float = math.inf, on_idle: OnIdle | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.short = short
+        self.clock = clock
         self._on_idle = on_idle
         self.busy = 0  # steps in flight doing work (or sleeping), not waiting for children
         self._parked: list[float] = []  # fire times of the sleeps that may suspend the run
@@ -102,11 +106,11 @@ class Sleeps:
         sleep may end with the run suspended instead (its task is cancelled)."""
         if when is None:
             return
-        delay = when - time.time()
+        delay = when - self.clock.now()
         if delay <= 0:
             return
         if self._on_idle is None or delay < self.short:
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)
             return
         outside = _STEP.get() is None  # e.g. a compensation's backoff: count it as the work
         if outside:
@@ -114,7 +118,7 @@ class Sleeps:
         self._parked.append(when)
         self._changed()
         try:
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)
         finally:
             self._parked.remove(when)
             self._changed()

@@ -101,9 +101,10 @@ class Worker:
         and nothing is in flight). Runs still in flight are left running: call
         :meth:`shutdown` next."""
         engine = self.engine
+        held, intake, outage = engine.parts.held, engine.parts.intake, engine.outage
         await engine.open()
         engine.use_hints = self.listen
-        engine._wakes_own_runs = False  # this loop claims due runs, the suspended ones too
+        engine.parts.sleepers.wakes_own_runs = False  # this loop claims every due run
         engine.on_wake(self._wake.set)
         _log.info(
             "worker_started",
@@ -114,22 +115,22 @@ class Worker:
         )
         while not stop.is_set():
             self._wake.clear()
-            self.steps.forget(list(engine._active))
+            self.steps.forget(held.ids())
             free = self.concurrency - engine.in_flight
             started = 0
             if free > 0:
                 try:
-                    problems, taken = await engine._pick_up(
+                    problems, taken = await intake.pick_up(
                         limit=free, workflows=self.workflows, queues=self.queues
                     )
                 except StoreUnavailable as exc:  # the database is away: look again later
-                    engine._outage.failed(exc, "claiming runs")
+                    outage.failed(exc, "claiming runs")
                     problems, taken = {}, []
                 except StoreError as exc:
                     _log.warning("claim_failed", error=str(exc))
                     problems, taken = {}, []
                 else:
-                    engine._outage.back()
+                    outage.back()
                 started = len(taken)
                 self._report(problems)
             if started and started == free:
@@ -142,19 +143,20 @@ class Worker:
         """Stop starting steps, let those in flight finish (at most ``grace`` seconds), then
         hand every run back to the store at once, due, for other workers (their steps not yet
         started run there). Returns how many runs were handed back mid-step."""
-        engine = self.engine
-        for execution in list(engine._executions.values()):
-            execution.hold()
-        loop = asyncio.get_running_loop()
-        limit = loop.time() + grace
+        engine, clock = self.engine, self.engine.clock
+        held = engine.parts.held
+        for run in held:
+            run.execution.hold()
+        limit = clock.monotonic() + grace
         while True:
-            busy = self.steps.busy(list(engine._active))
-            if not busy or loop.time() >= limit:
+            busy = self.steps.busy(held.ids())
+            if not busy or clock.monotonic() >= limit:
                 break
             self.steps.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.steps.changed.wait(), min(0.5, limit - loop.time()))
-        busy = self.steps.busy(list(engine._active))
+                async with clock.timeout(min(0.5, limit - clock.monotonic())):
+                    await self.steps.changed.wait()
+        busy = self.steps.busy(held.ids())
         handed = engine.in_flight
         await engine.close()
         _log.info("worker_stopped", handed_back=handed, interrupted=len(busy))

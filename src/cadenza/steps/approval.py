@@ -7,13 +7,13 @@ step then finds the decisions in the log and goes on, or fails the run on a reje
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from cadenza.core.errors import StepFailed, Suspended
 from cadenza.core.events import EventType
 from cadenza.graph.ir import Step
 from cadenza.observe.notify import notify
+from cadenza.runtime.decisions import decided
 from cadenza.runtime.scope import Scope
 
 if TYPE_CHECKING:
@@ -43,14 +43,14 @@ async def execute_approval(
                 "quorum": int(opts.get("quorum") or 1),
                 "summary": opts.get("summary") or f"approve {step.name}",
                 "show": {k: scope.state.get(k) for k in opts.get("show") or []},
-                "deadline": time.time() + float(timeout) if timeout else None,
+                "deadline": run.clock.now() + float(timeout) if timeout else None,
                 "on_timeout": opts.get("on_timeout", "reject"),
             },
         )
         request = run.progress.approvals[path]
         _tell(run, path, request, f"approval needed: {request['summary']}")
     outcome = decided(request)
-    if outcome is None and _due(request):
+    if outcome is None and _due(request, run.clock.now()):
         outcome = await _time_out(run, scope, path, request)
     if outcome is None:
         raise Suspended(path, f"approval by {' or '.join(request['approvers'])}", approval=True)
@@ -78,26 +78,9 @@ def _tell(run: RunExecution, path: str, request: dict[str, Any], text: str) -> N
     )
 
 
-def decided(request: dict[str, Any]) -> tuple[bool, str] | None:
-    """``(approved, by whom)`` once a rejection or a quorum of approvals is recorded."""
-    approvals: list[str] = []
-    for d in request["decisions"]:
-        if not d["approve"]:
-            comment = f" ({d['comment']})" if d.get("comment") else ""
-            return False, f"{d['actor']}{comment}"
-        approvals.append(d["actor"])
-    if len(approvals) >= request["quorum"]:
-        return True, ", ".join(approvals)
-    return None
-
-
-def pending_deadline(request: dict[str, Any]) -> float | None:
-    return None if decided(request) is not None else request.get("deadline")
-
-
-def _due(request: dict[str, Any]) -> bool:
+def _due(request: dict[str, Any], now: float) -> bool:
     deadline = request.get("deadline")
-    return deadline is not None and deadline <= time.time()
+    return deadline is not None and deadline <= now
 
 
 async def _time_out(
@@ -115,7 +98,7 @@ async def _time_out(
             scope=scope,
             data={
                 "approvers": approvers,
-                "deadline": time.time() + length,
+                "deadline": run.clock.now() + length,
                 "on_timeout": "reject",
                 "reason": "timeout",
             },

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from cadenza.core.errors import CadenzaError, StepFailed
 from cadenza.core.events import EventType
 from cadenza.graph.ir import RouteMode, Step
+from cadenza.runtime.calls import context, evaluate
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
-from cadenza.steps._call import context, evaluate
 
 if TYPE_CHECKING:
     from cadenza.runtime.run import RunExecution

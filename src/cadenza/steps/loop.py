@@ -16,9 +16,9 @@ from cadenza.core.errors import CadenzaError, LoopLimitExceeded, StepFailed
 from cadenza.core.events import EventType
 from cadenza.graph.expressions import Expression
 from cadenza.graph.ir import Graph, Step
+from cadenza.runtime.calls import context, evaluate
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
-from cadenza.steps._call import context, evaluate
 
 if TYPE_CHECKING:
     from cadenza.runtime.run import RunExecution

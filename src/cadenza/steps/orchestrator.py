@@ -11,7 +11,6 @@ depend on it are reported as not run."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
@@ -30,8 +29,8 @@ from cadenza.core.context import ExecutionContext
 from cadenza.core.errors import StepFailed
 from cadenza.core.events import EventType
 from cadenza.graph.ir import Handler, OrchestratorSpec, Step, WorkerSpec
+from cadenza.runtime.calls import BadStepResult, call_handler
 from cadenza.runtime.scope import Scope
-from cadenza.steps._call import BadStepResult, call_handler
 from cadenza.steps.react import fail_step, gather_all, model_call, run_agent
 from cadenza.steps.task import run_attempts
 
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 async def execute_orchestrator(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
     spec = step.agent
     assert isinstance(spec, OrchestratorSpec)
-    started = time.time()
+    started = run.clock.now()
     input_key = step.options.get("input_key")
     if input_key is not None and input_key not in scope.state:
         raise StepFailed(
@@ -86,7 +85,7 @@ async def execute_worker(run: RunExecution, step: Step, scope: Scope, path: str)
         await run_attempts(run, step, scope, path, attempt)
         return
     assert spec.agent is not None
-    started = time.time()
+    started = run.clock.now()
     system = [Message.system(spec.agent.system)] if spec.agent.system else []
     request = Message.user(worker_request(subtask))
     try:

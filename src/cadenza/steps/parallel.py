@@ -89,7 +89,7 @@ async def run_branches(
     await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data={"join": keys})
 
 
-async def _fail_fast(tasks: list[asyncio.Future[None]]) -> None:
+async def _fail_fast(tasks: Sequence[asyncio.Future[None]]) -> None:
     pending: set[asyncio.Future[None]] = set(tasks)
     while pending:
         finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
@@ -99,7 +99,7 @@ async def _fail_fast(tasks: list[asyncio.Future[None]]) -> None:
                 raise exc
 
 
-async def _collect(tasks: list[asyncio.Future[None]], keys: list[str], path: str) -> None:
+async def _collect(tasks: Sequence[asyncio.Future[None]], keys: list[str], path: str) -> None:
     results = await asyncio.gather(*tasks, return_exceptions=True)
     errors = [(k, r) for k, r in zip(keys, results, strict=True) if isinstance(r, BaseException)]
     if not errors:

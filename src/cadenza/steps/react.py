@@ -10,7 +10,6 @@ are retried by the step's retry policy; tool errors are observations for the mod
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,9 +31,9 @@ from cadenza.core.errors import StepFailed
 from cadenza.core.events import EventType
 from cadenza.graph.ir import AgentSpec, Step
 from cadenza.resilience.retry import NonRetryableError
+from cadenza.runtime.calls import context
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
-from cadenza.steps._call import context
 from cadenza.steps.task import run_attempts
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ class AgentOutcome:
 async def execute_react(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
     agent = step.agent
     assert isinstance(agent, AgentSpec)
-    started = time.time()
+    started = run.clock.now()
     messages_key = step.options.get("messages_key")
     output_key = step.options.get("output_key")
     input_key = step.options.get("input_key")
@@ -222,7 +221,7 @@ async def tool_call(
     if recorded is not None:
         return Message.model_validate(recorded["reply"])
     run.announce(EventType.STEP_STARTED, path, scope=scope, attempt=1)
-    started = time.time()
+    started = run.clock.now()
     found = tools.get(call.name)
     if found is None:
         known = ", ".join(tools) or "none"
@@ -261,8 +260,9 @@ async def gather_all(coros: Sequence[Awaitable[T]]) -> list[T]:
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            error = task.exception()
+            if error is not None:
+                raise error
         return [await t for t in tasks]
     finally:
         pending = [t for t in tasks if not t.done()]

@@ -5,7 +5,6 @@ a circuit breaker fails fast (or takes its fallback) while the breaker is open."
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +15,9 @@ from cadenza.graph.expressions import Expression
 from cadenza.graph.ir import Step
 from cadenza.resilience.breaker import CircuitOpen
 from cadenza.resilience.retry import RetryPolicy
+from cadenza.runtime.calls import call_handler, check_update, context, evaluate
 from cadenza.runtime.scheduler import first_line
 from cadenza.runtime.scope import Scope
-from cadenza.steps._call import call_handler, check_update, context, evaluate
 
 if TYPE_CHECKING:
     from cadenza.runtime.run import RunExecution
@@ -62,11 +61,11 @@ async def run_attempts(
     while True:
         number += 1
         run.announce(EventType.STEP_STARTED, path, scope=scope, attempt=number)
-        started = time.time()
+        started = run.clock.now()
         try:
             update, extra = await attempt(context(run, scope, path, step.name, number))
         except Exception as exc:
-            data = _failure(exc, step, retry, number, started)
+            data = _failure(exc, step, retry, number, started, run.clock.now())
             if describe is not None:
                 describe(exc, data)
             await run.commit(EventType.STEP_FAILED, path, scope=scope, attempt=number, data=data)
@@ -115,7 +114,7 @@ async def _attempt(
 
 
 def _failure(
-    exc: Exception, step: Step, retry: RetryPolicy, attempt: int, started: float
+    exc: Exception, step: Step, retry: RetryPolicy, attempt: int, started: float, now: float
 ) -> dict[str, Any]:
     timed_out = isinstance(exc, TimeoutError)
     circuit_open = isinstance(exc, CircuitOpen)
@@ -128,9 +127,9 @@ def _failure(
     }
     if data["retry"]:
         wait = retry.delay(attempt)
-        if circuit_open:
+        if isinstance(exc, CircuitOpen):
             wait = max(wait, exc.retry_after)
-        data["retry_at"] = time.time() + wait
+        data["retry_at"] = now + wait
     return data
 
 

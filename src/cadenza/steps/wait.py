@@ -7,7 +7,6 @@ seconds long) is suspended too, and woken when it fires (see :mod:`cadenza.runti
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from cadenza.core.errors import StepFailed, Suspended
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 async def execute_wait(run: RunExecution, step: Step, scope: Scope, path: str) -> None:
     fire_at = run.progress.timers.get(path)
     if fire_at is None and step.seconds is not None:
-        fire_at = time.time() + step.seconds
+        fire_at = run.clock.now() + step.seconds
         await run.commit(EventType.TIMER_SET, path, scope=scope, data={"fire_at": fire_at})
     signal = step.options.get("signal")
     if signal is None:
@@ -38,7 +37,7 @@ async def execute_wait(run: RunExecution, step: Step, scope: Scope, path: str) -
             data["update"] = {output: arrived.get("payload")}
         await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data=data)
         return None
-    if fire_at is not None and fire_at <= time.time():
+    if fire_at is not None and fire_at <= run.clock.now():
         raise StepFailed(
             path, f"no signal {signal!r} within {step.seconds:g}s", error_type="Timeout"
         )

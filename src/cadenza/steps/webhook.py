@@ -27,13 +27,17 @@ Signing follows ``config.webhook_signing`` (:mod:`cadenza.net.webhook_signing`):
   lists several); :func:`verify_signature` checks it.
 - ``both``: all of the above, while receivers move over.
 
-The secret is never logged nor stored in the run."""
+The secret is never logged nor stored in the run.
+
+With ``callback`` (a state key), the step goes on to wait for the receiver to call back: the
+call is recorded as its own step instance (``<path>/call``), then the run waits, holding
+nothing, until ``cadenza serve`` delivers a signed callback to ``/v1/runs/{run}/callbacks/
+{path}`` (:func:`callback_signal`); its body is stored under the key."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -45,7 +49,8 @@ import httpx
 import pydantic_core
 
 from cadenza.core.context import ExecutionContext
-from cadenza.core.errors import CadenzaError
+from cadenza.core.errors import CadenzaError, Suspended
+from cadenza.core.events import EventType
 from cadenza.graph.config import WorkflowConfiguration
 from cadenza.graph.ir import Handler, Step
 from cadenza.net.egress import EgressPolicy, EndpointRefused
@@ -69,6 +74,7 @@ __all__ = [
     "WebhookRejected",
     "WebhookUnavailable",
     "aclose_clients",
+    "callback_signal",
     "execute_webhook",
     "verify_signature",
 ]
@@ -157,9 +163,37 @@ async def execute_webhook(run: RunExecution, step: Step, scope: Scope, path: str
             data["status"] = outcome.response.status_code
         wait = getattr(exc, "retry_after", None)
         if data["retry"] and wait:
-            data["retry_at"] = max(data["retry_at"], time.time() + wait)
+            data["retry_at"] = max(data["retry_at"], run.clock.now() + wait)
 
-    await run_attempts(run, step, scope, path, attempt, describe)
+    callback = step.options.get("callback")
+    if not callback:
+        await run_attempts(run, step, scope, path, attempt, describe)
+        return
+    # The call is a step instance of its own, so that a run waiting for the callback (and
+    # resumed when it comes) does not call again.
+    if f"{path}/call" not in run.progress.done:
+        await run_attempts(run, step, scope, f"{path}/call", attempt, describe)
+    await _take_callback(run, scope, path, str(callback))
+
+
+def callback_signal(path: str) -> str:
+    """The signal a WEBHOOK step with ``callback=`` waits for once its call succeeded: what
+    the server's ``POST /v1/runs/{run}/callbacks/{path}`` delivers."""
+    return f"callback:{path}"
+
+
+async def _take_callback(run: RunExecution, scope: Scope, path: str, key: str) -> None:
+    """Complete the step with the first callback not taken yet (its body under ``key``), or
+    suspend the run until one arrives."""
+    name = callback_signal(path)
+    taken = {d["signal_seq"] for d in run.progress.done.values() if "signal_seq" in d}
+    arrived = next(
+        (s for s in run.progress.signals if s["name"] == name and s["seq"] not in taken), None
+    )
+    if arrived is None:
+        raise Suspended(path, f"a callback to {path!r}")
+    data = {"signal_seq": arrived["seq"], "update": {key: arrived.get("payload")}}
+    await run.commit(EventType.STEP_COMPLETED, path, scope=scope, data=data)
 
 
 def _prepare(
@@ -204,16 +238,18 @@ def _prepare(
     # Set last: extra headers cannot replace these.
     headers |= {"Idempotency-Key": ctx.idempotency_key, "X-Cadenza-Run": ctx.run_id}
     headers["X-Cadenza-Step"] = ctx.path
-    headers |= _signatures(config, opts.get("secret_env"), ctx.idempotency_key, body)
+    secret_env = opts.get("secret_env")
+    now = run.clock.now()
+    headers |= _signatures(config, secret_env, ctx.idempotency_key, body, now)
     return _Request(method, url, body, headers, policy)
 
 
 def _signatures(
-    config: WorkflowConfiguration, secret_env: str | None, key: str, body: bytes
+    config: WorkflowConfiguration, secret_env: str | None, key: str, body: bytes, now: float
 ) -> dict[str, str]:
     """The signing headers ``config.webhook_signing`` asks for (see the module's text)."""
     scheme = config.webhook_signing
-    timestamp = int(time.time())  # of this attempt: a retry is signed afresh
+    timestamp = int(now)  # of this attempt: a retry is signed afresh
     secrets = _secrets(secret_env) if secret_env else []
     headers: dict[str, str] = {}
     if scheme in ("standard", "both"):
