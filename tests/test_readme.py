@@ -41,7 +41,7 @@ BIN = Path(sys.executable).parent
 PG_SERVER = os.environ.get("CADENZA_PG") or "postgresql://postgres@127.0.0.1:5432/postgres"
 
 #: What a background command prints once it is ready, by a word of the command.
-READY = {"receiver.py": "listening on", "worker": "worker_started"}
+READY = {"receiver.py": "listening on", "worker": "worker_started", "serve": "listening on"}
 
 #: Commands that set up a machine, checked against .ci/run instead of run.
 SETUP = re.compile(r"^(python3 -m venv \.venv|\.venv/bin/pip install .*)$")
@@ -346,7 +346,7 @@ def test_each_synopsis_names_real_options_and_runs(
     env, run_id = store
     words = line.split()[1:]
     names = [w for w in words if re.fullmatch(r"[a-z]+", w)]
-    path = names[: 2 if names and names[0] in ("runs", "approvals", "audit") else 1]
+    path = names[: 2 if names and names[0] in ("runs", "approvals", "audit", "keys") else 1]
     options = {
         o for p in (_command(path).params if path else []) for o in (*p.opts, *p.secondary_opts)
     }

@@ -73,6 +73,13 @@ COMMANDS: dict[str, LazyCommand] = {
     "schema": LazyCommand(
         "run", "Print the JSON Schema of the YAML/JSON workflow format (for editor completion)."
     ),
+    "serve": LazyCommand(
+        "serve",
+        "Serve the HTTP API: workflows, runs, approvals, audit and live events, with API keys "
+        "or OIDC tokens. On SQLite it executes runs itself; on PostgreSQL it enqueues them for "
+        "`cadenza worker` processes.",
+    ),
+    "keys": LazyCommand("keys", "API keys for cadenza serve: create, list, revoke."),
 }
 
 
@@ -246,7 +253,7 @@ def _engine(db: str | None, *observers: Any, create: bool = False) -> Engine:
     """An engine over the store ``db`` names. Only commands that start runs (``run``,
     ``worker``) pass ``create``: the others act on runs that must already exist, and a
     mistyped path must not leave an empty database behind."""
-    from cadenza.runtime.engine import Engine
+    from cadenza.engine import Engine
     from cadenza.store.url import open_store
 
     return Engine(open_store(db, create=create), observers=observers)
