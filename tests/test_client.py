@@ -14,7 +14,7 @@ pytest.importorskip("fastapi", reason="the API needs the server extra: pip insta
 
 from cadenza.client import ApiError, AsyncClient, Client
 from cadenza.server.service import Server
-from tests.server.conftest import catalog, config, listening
+from tests.server.fixtures import catalog, config, listening
 
 
 async def test_the_async_client(tmp_path: Path) -> None:

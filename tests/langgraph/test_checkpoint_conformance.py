@@ -16,6 +16,10 @@ import pytest
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES, DetectedCapabilities
 
+pytest.importorskip(
+    "psycopg", reason="the postgres extra is not installed: pip install '.[postgres]'"
+)
+
 from cadenza.langgraph.checkpoint.postgres import PostgresSaver
 from cadenza.langgraph.checkpoint.sqlite import SqliteSaver
 from tests.langgraph.checkpoint_dbs import KINDS, database, saver

@@ -26,6 +26,11 @@ from cadenza.core.events import Event, EventType
 from cadenza.core.ids import RunId
 from cadenza.core.status import WorkflowStatus
 from cadenza.langgraph.checkpoint._delta import DELTA, FULL
+
+pytest.importorskip(
+    "psycopg", reason="the postgres extra is not installed: pip install '.[postgres]'"
+)
+
 from cadenza.langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from cadenza.langgraph.checkpoint.sqlite import SqliteSaver
 from cadenza.observe.audit import verify

@@ -28,6 +28,11 @@ from cadenza.observe.audit import verify
 from cadenza.store.base import RunRecord
 from cadenza.store.memory import MemoryStore
 from cadenza.store.sqlite import SQLiteStore
+
+pytest.importorskip(
+    "psycopg", reason="the postgres extra is not installed: pip install '.[postgres]'"
+)
+
 from tests.langgraph.checkpoint_dbs import KINDS, cadenza_store, database, saver
 
 S = WorkflowStatus

@@ -17,7 +17,7 @@ import pytest
 
 from cadenza.server.auth.tokens import OIDCConfig
 from cadenza.server.service import Server
-from tests.server.conftest import Api, catalog, config, serving
+from tests.server.fixtures import Api, catalog, config, serving
 from tests.server.issuer import (
     AUDIENCE,
     NOW,

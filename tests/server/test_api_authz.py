@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.server.conftest import Api
+from tests.server.fixtures import Api
 
 
 def refusals(events: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

@@ -22,7 +22,7 @@ from cadenza.server.service import Server
 from cadenza.steps.webhook import aclose_clients, callback_signal
 from tests.http_stub import Reply, Stub
 from tests.server import flows
-from tests.server.conftest import Api, catalog, config, serving, until
+from tests.server.fixtures import Api, catalog, config, serving, until
 from tests.server.issuer import NOW, Clock
 
 NEW = "whsec_" + base64.b64encode(b"the new secret, 32 bytes long!!!").decode()

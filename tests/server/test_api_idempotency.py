@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cadenza.server.service import Server
-from tests.server.conftest import Api, catalog, config, serving
+from tests.server.fixtures import Api, catalog, config, serving
 
 
 async def test_a_retried_start_returns_the_same_run(api: Api) -> None:

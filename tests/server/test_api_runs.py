@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.server import flows
-from tests.server.conftest import Api, until
+from tests.server.fixtures import Api, until
 
 PROBLEM = "application/problem+json"
 
@@ -50,7 +50,7 @@ async def test_workflows_definition_graph_and_versions(api: Api) -> None:
 async def test_yaml_source_is_served_as_written(tmp_path: Any) -> None:
     from cadenza.server.catalog import Catalog
     from cadenza.server.service import Server
-    from tests.server.conftest import config, serving
+    from tests.server.fixtures import config, serving
 
     text = (
         "# a comment kept as written\nname: tiny\nsteps:\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.server.service import Server
-from tests.server.conftest import Api, catalog, config, listening, until
+from tests.server.fixtures import Api, catalog, config, listening, until
 
 
 async def sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:

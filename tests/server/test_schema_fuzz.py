@@ -17,7 +17,7 @@ schemathesis = pytest.importorskip("schemathesis", reason="the dev extra brings 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from cadenza.server.service import Server  # noqa: E402
-from tests.server.conftest import catalog, config, listening  # noqa: E402
+from tests.server.fixtures import catalog, config, listening  # noqa: E402
 
 SETTINGS = settings(
     max_examples=15,
