@@ -37,7 +37,6 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
         StoreError,
         StoreUnavailable,
         VersionMismatch,
-        WorkflowTimeout,
     )
     from cadenza.core.events import Event, EventType
     from cadenza.core.ids import RunId
@@ -88,7 +87,6 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "StoreError": "cadenza.core.errors",
     "StoreUnavailable": "cadenza.core.errors",
     "VersionMismatch": "cadenza.core.errors",
-    "WorkflowTimeout": "cadenza.core.errors",
     "START": "cadenza.graph.builder",
     "Workflow": "cadenza.graph.builder",
     "WorkflowConfiguration": "cadenza.graph.config",
@@ -213,5 +211,4 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "VersionMismatch",
-    "WorkflowTimeout",
 ]

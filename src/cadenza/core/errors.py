@@ -96,9 +96,5 @@ class LoopLimitExceeded(StepFailed):
     """A loop ran ``max_iterations`` times without its exit condition becoming true."""
 
 
-class WorkflowTimeout(CadenzaError):
-    """The workflow-level timeout expired before the run finished."""
-
-
 class VersionMismatch(CadenzaError):
     """A run is pinned to a definition version that the loaded workflow does not match."""

@@ -1,4 +1,4 @@
-"""Identifier types. ``NewType`` keeps run ids and step paths apart in signatures at no cost."""
+"""Run ids: a ``NewType`` keeps them apart from other strings in signatures at no cost."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import uuid
 from typing import NewType
 
 RunId = NewType("RunId", str)
-StepPath = NewType("StepPath", str)
-WorkflowHash = NewType("WorkflowHash", str)
 
 
 def new_run_id() -> RunId:

@@ -32,7 +32,6 @@ class StepKind(StrEnum):
     WORKER = "worker"
     WEBHOOK = "webhook"
     ROLLBACK = "rollback"
-    SUBWORKFLOW = "subworkflow"
 
 
 class FailurePolicy(StrEnum):

@@ -32,14 +32,14 @@ _MERMAID_ESCAPES = {
 _MERMAID_SHAPES: dict[str, tuple[str, str]] = {
     "start": ("((", "))"), "end": ("((", "))"),
     StepKind.TASK: ("[", "]"), StepKind.CONDITIONAL: ("{", "}"), StepKind.WAIT: ("([", "])"),
-    StepKind.ROLLBACK: ("{{", "}}"), StepKind.SUBWORKFLOW: ("[[", "]]"),
+    StepKind.ROLLBACK: ("{{", "}}"),
     StepKind.HUMAN_APPROVAL: ("[/", "/]"), StepKind.WEBHOOK: (">", "]"),
 }  # fmt: skip
 _DOT_SHAPES: dict[str, tuple[str, str]] = {
     "start": ("circle", ""), "end": ("doublecircle", ""),
     StepKind.TASK: ("box", ""), StepKind.CONDITIONAL: ("diamond", ""),
     StepKind.WAIT: ("box", "rounded"), StepKind.ROLLBACK: ("hexagon", ""),
-    StepKind.SUBWORKFLOW: ("box3d", ""), StepKind.HUMAN_APPROVAL: ("parallelogram", ""),
+    StepKind.HUMAN_APPROVAL: ("parallelogram", ""),
     StepKind.WEBHOOK: ("cds", ""),
 }  # fmt: skip
 
