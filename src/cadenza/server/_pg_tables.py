@@ -18,6 +18,8 @@ from cadenza.core.ids import RunId
 from cadenza.core.status import TERMINAL
 from cadenza.server.auth.keys import KeyRecord
 from cadenza.server.tables import (
+    KEY_COLUMNS,
+    RESERVATION_COLUMNS,
     STALE_AFTER,
     AuditEntry,
     Reservation,
@@ -25,13 +27,13 @@ from cadenza.server.tables import (
     RunQuery,
     VersionCount,
     WebhookClaim,
+    key_from_row,
+    reservation_from_row,
 )
 from cadenza.store._pg_sql import SELECT_RUN
 from cadenza.store._rows import events_from_rows, run_from_row
 from cadenza.store.base import RunRecord
 
-_KEY_COLUMNS = "id, name, roles, hash, created, expires, revoked, last_used"
-_RESERVATION = "owner, key, request_hash, run_id, state, created"
 _TERMINAL = [str(s) for s in sorted(TERMINAL)]
 
 
@@ -109,7 +111,7 @@ class PostgresTables:
     async def add_key(self, record: KeyRecord) -> None:
         await self._run(
             "storing an API key",
-            f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 record.id, record.name, sorted(record.roles), record.hash, record.created,
                 record.expires, record.revoked, record.last_used,
@@ -119,14 +121,14 @@ class PostgresTables:
     async def key_by_hash(self, key_hash: str) -> KeyRecord | None:
         row = await self._one(
             "looking up an API key",
-            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE hash = %s",
+            f"SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = %s",
             (key_hash,),
         )
         return None if row is None else _key(row)
 
     async def list_keys(self) -> list[KeyRecord]:
         rows = await self._all(
-            "listing API keys", f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created, id"
+            "listing API keys", f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created, id"
         )
         return [_key(row) for row in rows]
 
@@ -135,7 +137,7 @@ class PostgresTables:
             rows = await (
                 await conn.execute(
                     "UPDATE api_keys SET revoked = coalesce(revoked, %s) WHERE id = %s "
-                    f"RETURNING {_KEY_COLUMNS}",
+                    f"RETURNING {KEY_COLUMNS}",
                     (now, id_or_name),
                 )
             ).fetchall()
@@ -143,7 +145,7 @@ class PostgresTables:
                 rows = await (
                     await conn.execute(
                         "UPDATE api_keys SET revoked = %s WHERE name = %s AND revoked IS NULL "
-                        f"RETURNING {_KEY_COLUMNS}",
+                        f"RETURNING {KEY_COLUMNS}",
                         (now, id_or_name),
                     )
                 ).fetchall()
@@ -163,27 +165,28 @@ class PostgresTables:
     ) -> Reservation:
         async with self._conn("reserving an idempotency key") as conn:
             await conn.execute(
-                f"INSERT INTO idempotency_keys ({_RESERVATION}) "
+                f"INSERT INTO idempotency_keys ({RESERVATION_COLUMNS}) "
                 "VALUES (%s, %s, %s, %s, 'pending', %s) ON CONFLICT (owner, key) DO NOTHING",
                 (owner, key, request_hash, run_id, now),
             )
             row = await (
                 await conn.execute(
-                    f"SELECT {_RESERVATION} FROM idempotency_keys WHERE owner = %s AND key = %s",
+                    f"SELECT {RESERVATION_COLUMNS} FROM idempotency_keys "
+                    "WHERE owner = %s AND key = %s",
                     (owner, key),
                 )
             ).fetchone()
         if row is None:  # released by its owner between the two statements: ask again
             return await self.reserve(owner, key, request_hash, run_id, now)
-        return _reservation(row)
+        return reservation_from_row(row)
 
     async def reservation(self, owner: str, key: str) -> Reservation | None:
         row = await self._one(
             "reading an idempotency key",
-            f"SELECT {_RESERVATION} FROM idempotency_keys WHERE owner = %s AND key = %s",
+            f"SELECT {RESERVATION_COLUMNS} FROM idempotency_keys WHERE owner = %s AND key = %s",
             (owner, key),
         )
-        return None if row is None else _reservation(row)
+        return None if row is None else reservation_from_row(row)
 
     async def settle(self, owner: str, key: str, run_id: RunId) -> None:
         await self._run(
@@ -378,19 +381,4 @@ def _run_clauses(query: RunQuery) -> tuple[list[str] | None, list[Any]]:
 
 
 def _key(row: Sequence[Any]) -> KeyRecord:
-    key_id, name, roles, key_hash, created, expires, revoked, last_used = row
-    return KeyRecord(
-        id=key_id,
-        name=name,
-        roles=frozenset(roles),
-        created=created,
-        expires=expires,
-        hash=key_hash,
-        revoked=revoked,
-        last_used=last_used,
-    )
-
-
-def _reservation(row: Sequence[Any]) -> Reservation:
-    owner, key, request_hash, run_id, state, created = row
-    return Reservation(owner, key, request_hash, RunId(run_id), state, created)
+    return key_from_row(row, row[2])

@@ -20,6 +20,8 @@ from cadenza.core.ids import RunId
 from cadenza.core.status import TERMINAL
 from cadenza.server.auth.keys import KeyRecord
 from cadenza.server.tables import (
+    KEY_COLUMNS,
+    RESERVATION_COLUMNS,
     STALE_AFTER,
     AuditEntry,
     Reservation,
@@ -27,13 +29,13 @@ from cadenza.server.tables import (
     RunQuery,
     VersionCount,
     WebhookClaim,
+    key_from_row,
+    reservation_from_row,
 )
 from cadenza.store._rows import RUN_COLUMNS, events_from_rows, run_from_row
 from cadenza.store._sqlite_migrate import migrate_sqlite
 from cadenza.store.base import RunRecord
 
-_KEY_COLUMNS = "id, name, roles, hash, created, expires, revoked, last_used"
-_RESERVATION = "owner, key, request_hash, run_id, state, created"
 _TERMINAL = ", ".join(f"'{s}'" for s in sorted(TERMINAL))
 
 
@@ -102,7 +104,7 @@ class SQLiteTables:
     async def add_key(self, record: KeyRecord) -> None:
         with self._writing("storing an API key") as cur:
             cur.execute(
-                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id, record.name, _json(sorted(record.roles)), record.hash,
                     record.created, record.expires, record.revoked, record.last_used,
@@ -112,23 +114,23 @@ class SQLiteTables:
     async def key_by_hash(self, key_hash: str) -> KeyRecord | None:
         with self._reading("looking up an API key") as db:
             row = db.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE hash = ?", (key_hash,)
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = ?", (key_hash,)
             ).fetchone()
         return None if row is None else _key(row)
 
     async def list_keys(self) -> list[KeyRecord]:
         with self._reading("listing API keys") as db:
-            rows = db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created, id")
+            rows = db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created, id")
             return [_key(row) for row in rows.fetchall()]
 
     async def revoke_keys(self, id_or_name: str, now: float) -> list[KeyRecord]:
         with self._writing("revoking API keys") as cur:
             rows = cur.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (id_or_name,)
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (id_or_name,)
             ).fetchall()
             if not rows:
                 rows = cur.execute(
-                    f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE name = ? AND revoked IS NULL",
+                    f"SELECT {KEY_COLUMNS} FROM api_keys WHERE name = ? AND revoked IS NULL",
                     (id_or_name,),
                 ).fetchall()
             ids = [row[0] for row in rows]
@@ -139,7 +141,7 @@ class SQLiteTables:
             return [
                 _key(row)
                 for row in cur.execute(
-                    f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id IN "
+                    f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id IN "
                     f"({', '.join('?' * len(ids))}) ORDER BY created, id",
                     ids,
                 ).fetchall()
@@ -156,23 +158,24 @@ class SQLiteTables:
     ) -> Reservation:
         with self._writing("reserving an idempotency key") as cur:
             cur.execute(
-                f"INSERT INTO idempotency_keys ({_RESERVATION}) VALUES (?, ?, ?, ?, 'pending', ?) "
+                f"INSERT INTO idempotency_keys ({RESERVATION_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, 'pending', ?) "
                 "ON CONFLICT (owner, key) DO NOTHING",
                 (owner, key, request_hash, run_id, now),
             )
             row = cur.execute(
-                f"SELECT {_RESERVATION} FROM idempotency_keys WHERE owner = ? AND key = ?",
+                f"SELECT {RESERVATION_COLUMNS} FROM idempotency_keys WHERE owner = ? AND key = ?",
                 (owner, key),
             ).fetchone()
-        return _reservation(row)
+        return reservation_from_row(row)
 
     async def reservation(self, owner: str, key: str) -> Reservation | None:
         with self._reading("reading an idempotency key") as db:
             row = db.execute(
-                f"SELECT {_RESERVATION} FROM idempotency_keys WHERE owner = ? AND key = ?",
+                f"SELECT {RESERVATION_COLUMNS} FROM idempotency_keys WHERE owner = ? AND key = ?",
                 (owner, key),
             ).fetchone()
-        return None if row is None else _reservation(row)
+        return None if row is None else reservation_from_row(row)
 
     async def settle(self, owner: str, key: str, run_id: RunId) -> None:
         with self._writing("settling an idempotency key") as cur:
@@ -363,19 +366,4 @@ def _json(value: Any) -> str:
 
 
 def _key(row: Sequence[Any]) -> KeyRecord:
-    key_id, name, roles, key_hash, created, expires, revoked, last_used = row
-    return KeyRecord(
-        id=key_id,
-        name=name,
-        roles=frozenset(from_json(roles)),
-        created=created,
-        expires=expires,
-        hash=key_hash,
-        revoked=revoked,
-        last_used=last_used,
-    )
-
-
-def _reservation(row: Sequence[Any]) -> Reservation:
-    owner, key, request_hash, run_id, state, created = row
-    return Reservation(owner, key, request_hash, RunId(run_id), state, created)
+    return key_from_row(row, from_json(row[2]))

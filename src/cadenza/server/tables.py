@@ -11,17 +11,17 @@ delivery per webhook id) is a primary key here, so it holds across processes."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cadenza.core.errors import StoreError
+from cadenza.core.ids import RunId
+from cadenza.server.auth.keys import KeyRecord
 
 if TYPE_CHECKING:
     from cadenza.core.events import Event
-    from cadenza.core.ids import RunId
     from cadenza.core.status import WorkflowStatus
-    from cadenza.server.auth.keys import KeyRecord
     from cadenza.store.base import RunRecord, Store
 
 __all__ = [
@@ -38,6 +38,31 @@ __all__ = [
 #: A reservation or webhook delivery still pending after this many seconds was abandoned by
 #: a process that died: another may take it over.
 STALE_AFTER = 60.0
+
+#: The columns both dialects read keys and reservations with, in the order of the helpers below.
+KEY_COLUMNS = "id, name, roles, hash, created, expires, revoked, last_used"
+RESERVATION_COLUMNS = "owner, key, request_hash, run_id, state, created"
+
+
+def key_from_row(row: Sequence[Any], roles: Iterable[str]) -> KeyRecord:
+    """A key from a row of :data:`KEY_COLUMNS`, its ``roles`` decoded by the dialect."""
+    key_id, name, _, key_hash, created, expires, revoked, last_used = row
+    return KeyRecord(
+        id=key_id,
+        name=name,
+        roles=frozenset(roles),
+        created=created,
+        expires=expires,
+        hash=key_hash,
+        revoked=revoked,
+        last_used=last_used,
+    )
+
+
+def reservation_from_row(row: Sequence[Any]) -> Reservation:
+    """A reservation from a row of :data:`RESERVATION_COLUMNS`."""
+    owner, key, request_hash, run_id, state, created = row
+    return Reservation(owner, key, request_hash, RunId(run_id), state, created)
 
 
 @dataclass(frozen=True, slots=True)
