@@ -93,16 +93,19 @@ class _Calls:
         return "GET", "/v1/runs", {"params": params}
 
 
+def _http_args(url: str, credential: str | None, httpx_args: dict[str, Any]) -> dict[str, Any]:
+    """What both clients give httpx: the base URL, the credential, a default timeout."""
+    headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+    return {"base_url": url, "headers": headers, "timeout": _TIMEOUT, **httpx_args}
+
+
 class Client:
     """A blocking client; use it as a context manager (or call :meth:`close`)."""
 
     def __init__(
         self, url: str, *, api_key: str | None = None, token: str | None = None, **httpx_args: Any
     ) -> None:
-        credential = api_key or token
-        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
-        httpx_args.setdefault("timeout", _TIMEOUT)
-        self.http = httpx.Client(base_url=url, headers=headers, **httpx_args)
+        self.http = httpx.Client(**_http_args(url, api_key or token, httpx_args))
 
     def __enter__(self) -> Client:
         return self
@@ -217,10 +220,7 @@ class AsyncClient:
     def __init__(
         self, url: str, *, api_key: str | None = None, token: str | None = None, **httpx_args: Any
     ) -> None:
-        credential = api_key or token
-        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
-        httpx_args.setdefault("timeout", _TIMEOUT)
-        self.http = httpx.AsyncClient(base_url=url, headers=headers, **httpx_args)
+        self.http = httpx.AsyncClient(**_http_args(url, api_key or token, httpx_args))
 
     async def __aenter__(self) -> AsyncClient:
         return self
